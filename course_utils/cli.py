@@ -1,0 +1,156 @@
+"""The instructor's command line: `course release|validate|grade|demo` (see `course --help`)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import nbformat
+
+from .grading import grade_lab, grades_csv
+from .pipeline import Course, CourseError, find_course_root
+from .runtime import QUICK_ENV
+from .validation import validate
+
+DEMO_STUDENTS = ("solution", "untouched", "typical_mistake")
+
+
+def table(headers: list[str], rows: list[list[object]]) -> str:
+    """A plain-text table with left-aligned columns."""
+    cells = [headers] + [[str(v) for v in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    line = lambda r: "  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip()
+    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in cells[1:]])
+
+
+def points(value: float) -> str:
+    return f"{value:g}"
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    course = Course(args.course_dir)
+    for lab in course.check_labs(args.labs):
+        course.release(lab)
+        print(f"released {lab} -> {course.release_notebook(lab).relative_to(course.root)}")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    course = Course(args.course_dir)
+    labs = course.check_labs(args.labs)
+    print(f"validating {', '.join(labs)} with {args.workers} worker(s)"
+          f"{'' if args.full else ' in quick mode'} ...", flush=True)
+    start = time.perf_counter()
+    reports = validate(course, labs, args.workers)
+    rows = []
+    for r in reports:
+        ref, untouched = r.reference, r.untouched
+        rows.append([
+            r.lab,
+            f"{ref.runtime_s:.0f} s" if ref else "-",
+            f"{points(ref.auto_score)}/{points(ref.max_auto_score)}" if ref else "-",
+            points(untouched.auto_score) if untouched else "-",
+            len(course.mistakes(r.lab)),
+            "ok" if r.ok else "FAILED",
+        ])
+    print(table(["lab", "solution runtime", "solution points", "untouched points", "mistakes", "result"], rows))
+    for r in reports:
+        for problem in r.problems:
+            print(f"  {r.lab}: {problem}")
+    failed = [r.lab for r in reports if not r.ok]
+    print(f"validate: {len(reports) - len(failed)} passed, {len(failed)} failed "
+          f"in {time.perf_counter() - start:.0f} s")
+    return 1 if failed else 0
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    course = Course(args.course_dir)
+    (lab,) = course.check_labs([args.lab])
+    outcomes = grade_lab(course, lab)
+    print(grade_table(lab, outcomes))
+    print(f"grades: {grades_csv(course)}\nfeedback: {course.root / 'feedback'}/<student>/{lab}/{lab}.html")
+    return 0
+
+
+def grade_table(lab: str, outcomes: list) -> str:
+    rows = []
+    for o in outcomes:
+        if o.result is None:
+            rows.append([o.student, lab, "-", f"not graded: {o.failure}"])
+        else:
+            lost = ", ".join(sorted(o.result.lost())) or "none"
+            rows.append([o.student, lab, f"{points(o.result.auto_score)}/{points(o.result.max_auto_score)}",
+                         f"tests failed: {lost}"])
+    return table(["student", "lab", "autograded points", "details"], rows)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    repo = Course(args.course_dir)
+    labs = repo.check_labs(args.labs)
+    root = Path(args.into or tempfile.mkdtemp(prefix="course-demo-"))
+    course = Course.copy_of(repo.root, root, labs)
+    print(f"demo course in {root}")
+    for lab in labs:
+        course.release(lab)
+        course.submit(lab, "solution", nbformat.read(course.source_notebook(lab), as_version=4))
+        course.submit(lab, "untouched", nbformat.read(course.release_notebook(lab), as_version=4))
+        mistakes = course.mistakes(lab)
+        if mistakes:
+            course.submit(lab, "typical_mistake", course.notebook_with_mistake(lab, mistakes[0]))
+            print(f"{lab}: typical_mistake {mistakes[0].explanation}")
+    tables = [grade_table(lab, grade_lab(course, lab)) for lab in labs]
+    print("\n\n".join(tables))
+    print(f"grades: {grades_csv(course)}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="course", description="Release, validate and grade the Batch Norm Labs.")
+    p.add_argument("--course-dir", type=Path, default=None,
+                   help="course folder holding nbgrader_config.py (default: found from the working directory)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("release", help="generate release/ from source/ with nbgrader")
+    s.add_argument("labs", nargs="*", help="labs to release (default: all)")
+    s.set_defaults(run=cmd_release)
+
+    s = sub.add_parser("validate", help="solutions earn full marks, releases none, release/ is current")
+    s.add_argument("labs", nargs="*", help="labs to validate (default: all)")
+    s.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="notebooks run at once (default: all cores)")
+    s.add_argument("--full", action="store_true", help=f"run full experiments instead of setting {QUICK_ENV}=1")
+    s.set_defaults(run=cmd_validate)
+
+    s = sub.add_parser("grade", help="autograde submitted/*/LAB/, export grades.csv and feedback")
+    s.add_argument("lab")
+    s.add_argument("--full", action="store_true", help=f"run full experiments instead of setting {QUICK_ENV}=1")
+    s.set_defaults(run=cmd_grade)
+
+    s = sub.add_parser("demo", help="release, submit three reference students, autograde, print grades")
+    s.add_argument("labs", nargs="*", help="labs to include (default: all)")
+    s.add_argument("--into", help="course folder to create (default: a new temporary folder)")
+    s.add_argument("--full", action="store_true", help=f"run full experiments instead of setting {QUICK_ENV}=1")
+    s.set_defaults(run=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    warnings.filterwarnings("ignore", module="nbgrader")  # nbgrader's SQLAlchemy warnings mean nothing to users
+    warnings.filterwarnings("ignore", message=".*not in session.*")
+    if args.command != "release" and not args.full:
+        os.environ[QUICK_ENV] = "1"  # grading kernels inherit the quick-run flag
+    try:
+        args.course_dir = find_course_root(args.course_dir)
+        return args.run(args)
+    except CourseError as err:
+        print(f"course {args.command}: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

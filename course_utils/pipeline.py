@@ -1,0 +1,235 @@
+"""A course directory driven through nbgrader's Python API: release, submit, autograde, read scores."""
+
+from __future__ import annotations
+
+import json
+import runpy
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import nbformat
+from nbgrader.api import Gradebook, MissingEntry
+from nbgrader.apps import NbGraderAPI
+from nbgrader.coursedir import CourseDirectory
+from nbgrader.plugins.export import CsvExportPlugin
+from traitlets.config.loader import PyFileConfigLoader
+
+CONFIG_FILE = "nbgrader_config.py"
+
+
+class CourseError(RuntimeError):
+    """A step of the nbgrader pipeline failed; the message carries nbgrader's own explanation."""
+
+
+@dataclass
+class TestResult:
+    """The score of one graded cell of one submission."""
+
+    grade_id: str
+    score: float
+    max_score: float
+    autograded: bool  # False for answer cells that a person grades
+
+
+@dataclass
+class SubmissionResult:
+    """What autograding one student's notebook for one lab produced."""
+
+    lab: str
+    student: str
+    tests: list[TestResult] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # error outputs left in the executed notebook
+    runtime_s: float = 0.0
+
+    @property
+    def auto_score(self) -> float:
+        return sum(t.score for t in self.tests if t.autograded)
+
+    @property
+    def max_auto_score(self) -> float:
+        return sum(t.max_score for t in self.tests if t.autograded)
+
+    def lost(self) -> set[str]:
+        """The autograded tests that did not earn all of their points."""
+        return {t.grade_id for t in self.tests if t.autograded and t.score < t.max_score}
+
+
+@dataclass
+class Mistake:
+    """A typical wrong answer: text replacements in solution cells, and the tests it should fail."""
+
+    name: str
+    explanation: str
+    edits: dict[str, list[tuple[str, str]]]  # grade_id of a solution cell -> [(old, new), ...]
+    loses: set[str]  # grade_ids of the tests aimed at this mistake
+
+
+def find_course_root(start: Path | None = None) -> Path:
+    """The nearest folder at or above `start` (default: the working directory) holding nbgrader_config.py."""
+    here = (start or Path.cwd()).resolve()
+    for folder in [here, *here.parents]:
+        if (folder / CONFIG_FILE).is_file():
+            return folder
+    raise CourseError(f"No {CONFIG_FILE} found in {here} or above: run `course` inside the course folder.")
+
+
+class Course:
+    """One nbgrader course directory: `source/`, `release/`, `submitted/`, `autograded/`, the gradebook."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root).resolve()
+        self.config = PyFileConfigLoader(CONFIG_FILE, path=str(self.root)).load_config()
+        self.coursedir = CourseDirectory(config=self.config, root=str(self.root))
+        self.api = NbGraderAPI(coursedir=self.coursedir, config=self.config)
+
+    @classmethod
+    def copy_of(cls, repo: Path, dest: Path, labs: Iterable[str]) -> "Course":
+        """A fresh course in `dest` holding the configuration and the given labs' source folders."""
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copy(repo / CONFIG_FILE, dest / CONFIG_FILE)
+        for lab in labs:
+            shutil.copytree(repo / "source" / lab, dest / "source" / lab, ignore=shutil.ignore_patterns(
+                ".ipynb_checkpoints", "__pycache__"))
+        return cls(dest)
+
+    def labs(self) -> list[str]:
+        """Every lab in `source/`, i.e. each folder holding a notebook of its own name."""
+        src = self.root / "source"
+        return sorted(p.name for p in src.iterdir() if (p / f"{p.name}.ipynb").is_file()) if src.is_dir() else []
+
+    def check_labs(self, labs: Iterable[str]) -> list[str]:
+        """Return `labs` (all labs when empty), failing clearly on a name that is not a lab."""
+        known = self.labs()
+        chosen = list(labs) or known
+        unknown = [lab for lab in chosen if lab not in known]
+        if unknown:
+            raise CourseError(f"Unknown lab(s) {', '.join(unknown)}; the labs are: {', '.join(known)}.")
+        return chosen
+
+    def source_notebook(self, lab: str) -> Path:
+        return self.root / "source" / lab / f"{lab}.ipynb"
+
+    def release_notebook(self, lab: str) -> Path:
+        return self.root / "release" / lab / f"{lab}.ipynb"
+
+    def autograded_notebook(self, lab: str, student: str) -> Path:
+        return self.root / "autograded" / student / lab / f"{lab}.ipynb"
+
+    def release(self, lab: str) -> None:
+        """Generate the student version of `lab` in `release/` (and register it in the gradebook)."""
+        _check(self.api.generate_assignment(lab, force=True, create=True), f"generating the release of {lab}")
+
+    def submit(self, lab: str, student: str, notebook: nbformat.NotebookNode) -> Path:
+        """Place `notebook` where nbgrader looks for `student`'s submission of `lab`."""
+        folder = self.root / "submitted" / student / lab
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+        path = folder / f"{lab}.ipynb"
+        nbformat.write(notebook, path)
+        return path
+
+    def submitted_students(self, lab: str) -> list[str]:
+        """Students with a folder `submitted/<student>/<lab>/`."""
+        sub = self.root / "submitted"
+        return sorted(p.name for p in sub.iterdir() if (p / lab).is_dir()) if sub.is_dir() else []
+
+    def autograde(self, lab: str, student: str) -> SubmissionResult:
+        """Autograde one submission and read its scores back from the gradebook."""
+        start = time.perf_counter()
+        _check(self.api.autograde(lab, student, force=True, create=True), f"autograding {student}'s {lab}")
+        result = self.scores(lab, student)
+        result.runtime_s = time.perf_counter() - start
+        result.errors = notebook_errors(nbformat.read(self.autograded_notebook(lab, student), as_version=4))
+        return result
+
+    def scores(self, lab: str, student: str) -> SubmissionResult:
+        """Per-cell scores of an autograded submission, as the gradebook holds them."""
+        result = SubmissionResult(lab, student)
+        with Gradebook(self.coursedir.db_url, self.coursedir.course_id) as gb:
+            try:
+                notebook = gb.find_submission_notebook(lab, lab, student)
+            except MissingEntry as err:
+                raise CourseError(f"{student} has no autograded {lab} in the gradebook.") from err
+            for grade in notebook.grades:
+                cell = grade.cell
+                result.tests.append(TestResult(
+                    grade_id=grade.name,
+                    score=float(grade.score or 0.0),
+                    max_score=float(grade.max_score),
+                    autograded=not getattr(cell, "solution", False) if cell.cell_type == "code" else False,
+                ))
+        return result
+
+    def export_grades(self, path: Path) -> Path:
+        """Write every grade in the gradebook to a CSV file (nbgrader's own export format)."""
+        plugin = CsvExportPlugin(config=self.config)
+        plugin.to = str(path)
+        with Gradebook(self.coursedir.db_url, self.coursedir.course_id) as gb:
+            plugin.export(gb)
+        return path
+
+    def generate_feedback(self, lab: str, student: str) -> Path:
+        """Render `student`'s autograded `lab` as feedback HTML under `feedback/`."""
+        _check(self.api.generate_feedback(lab, student, force=True), f"writing feedback for {student}'s {lab}")
+        return self.root / "feedback" / student / lab / f"{lab}.html"
+
+    def mistakes(self, lab: str) -> list[Mistake]:
+        """The typical mistakes listed in `source/<lab>/mistakes.py` (none when the file is absent)."""
+        path = self.root / "source" / lab / "mistakes.py"
+        if not path.is_file():
+            return []
+        entries = runpy.run_path(str(path))["MISTAKES"]
+        return [Mistake(m["name"], m["explanation"], m["edits"], set(m["loses"])) for m in entries]
+
+    def notebook_with_mistake(self, lab: str, mistake: Mistake) -> nbformat.NotebookNode:
+        """The solution notebook with `mistake`'s edits applied to its solution cells."""
+        nb = nbformat.read(self.source_notebook(lab), as_version=4)
+        cells = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in nb.cells}
+        for grade_id, edits in mistake.edits.items():
+            if grade_id not in cells:
+                raise CourseError(f"Mistake {mistake.name!r} edits cell {grade_id!r}, which {lab} does not have.")
+            for old, new in edits:
+                if old not in cells[grade_id].source:
+                    raise CourseError(f"Mistake {mistake.name!r}: cell {grade_id!r} does not contain {old!r}.")
+                cells[grade_id].source = cells[grade_id].source.replace(old, new)
+        return nb
+
+
+def notebook_errors(nb: nbformat.NotebookNode) -> list[str]:
+    """One line per error output in an executed notebook: the cell's grade_id (or index) and the error."""
+    found = []
+    for index, cell in enumerate(nb.cells):
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                name = cell.metadata.get("nbgrader", {}).get("grade_id") or f"cell {index}"
+                found.append(f"{name}: {out.get('ename')}: {out.get('evalue')}")
+    return found
+
+
+def same_release(expected: Path, actual: Path) -> list[str]:
+    """Differences between two release folders (file sets, then notebook content), as readable lines."""
+    files = lambda root: {p.relative_to(root) for p in root.rglob("*") if p.is_file()} if root.is_dir() else set()
+    want, got = files(expected), files(actual)
+    problems = [f"missing {p}" for p in sorted(want - got)] + [f"unexpected {p}" for p in sorted(got - want)]
+    for rel in sorted(want & got):
+        a, b = (expected / rel).read_bytes(), (actual / rel).read_bytes()
+        if a == b:
+            continue
+        if rel.suffix == ".ipynb":
+            cells_a, cells_b = json.loads(a)["cells"], json.loads(b)["cells"]
+            diff = [i for i, (x, y) in enumerate(zip(cells_a, cells_b)) if x != y]
+            where = f"cell {diff[0]}" if diff else f"cell count {len(cells_b)} vs {len(cells_a)}"
+            problems.append(f"{rel} differs from a fresh nbgrader release ({where})")
+        else:
+            problems.append(f"{rel} differs from a fresh nbgrader release")
+    return problems
+
+
+def _check(result: dict, what: str) -> None:
+    if not result.get("success"):
+        log = (result.get("log") or "").strip().splitlines()[-15:]
+        raise CourseError(f"nbgrader failed while {what}:\n" + "\n".join(log + [result.get("error") or ""]).strip())
