@@ -39,12 +39,12 @@ def decision_regions(xs: np.ndarray, ys: np.ndarray, labels: np.ndarray, X: np.n
     Used by bn_from_scratch.
     """
     num_classes = int(max(labels.max(), y.max())) + 1
-    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
     ax.contourf(xs, ys, labels, levels=np.arange(num_classes + 1) - 0.5, colors=CLASS_FILLS[:num_classes])
     for c in range(num_classes):
         ax.scatter(*X[y == c].T, s=14, color=CLASS_POINTS[c], edgecolor="white", linewidth=0.4, label=f"class {c}")
     ax.set(xlabel="$x_1$", ylabel="$x_2$", title=title)
-    ax.legend(loc="best", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     fig.tight_layout()
     return fig, ax
 
