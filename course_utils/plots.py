@@ -7,6 +7,7 @@ import io
 import json
 from typing import Callable
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import plotly.graph_objects as go
@@ -34,13 +35,14 @@ def decision_grid(
 
 def decision_regions(xs: np.ndarray, ys: np.ndarray, labels: np.ndarray, X: np.ndarray, y: np.ndarray,
                      title: str = "") -> tuple[plt.Figure, plt.Axes]:
-    """Static picture of class regions (from `decision_grid`) with the points `X` coloured by `y`.
+    """Static picture of class regions (from `decision_grid`), one colour per grid cell, with the points `X` coloured by `y`.
 
     Used by bn_from_scratch.
     """
     num_classes = int(max(labels.max(), y.max())) + 1
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    ax.contourf(xs, ys, labels, levels=np.arange(num_classes + 1) - 0.5, colors=CLASS_FILLS[:num_classes])
+    cmap = matplotlib.colors.ListedColormap(CLASS_FILLS[:num_classes])
+    ax.pcolormesh(xs, ys, labels, cmap=cmap, vmin=-0.5, vmax=num_classes - 0.5, shading="nearest")
     for c in range(num_classes):
         ax.scatter(*X[y == c].T, s=14, color=CLASS_POINTS[c], edgecolor="white", linewidth=0.4, label=f"class {c}")
     ax.set(xlabel="$x_1$", ylabel="$x_2$", title=title)

@@ -36,8 +36,10 @@ def test_decision_grid_evaluates_the_classifier_on_a_grid_around_the_points(poin
 
 def test_decision_regions_draws_regions_and_every_class(points):
     X, y = points
-    fig, ax = plots.decision_regions(*plots.decision_grid(quadrant, X, steps=30), X, y, title="t")
+    xs, ys, labels = plots.decision_grid(quadrant, X, steps=30)
+    fig, ax = plots.decision_regions(xs, ys, labels, X, y, title="t")
     assert ax.get_title() == "t"
+    np.testing.assert_array_equal(np.asarray(ax.collections[0].get_array()).ravel(), labels.ravel())
     assert [t.get_text() for t in ax.get_legend().get_texts()] == [f"class {c}" for c in range(4)]
     plots.plt.close(fig)
 
