@@ -1,12 +1,72 @@
 """Do the plotting helpers draw what they are given and return their figure?"""
 
+import base64
+
 import matplotlib
 
 matplotlib.use("Agg")
 
 import numpy as np
+import pytest
 
 from course_utils import plots
+
+
+@pytest.fixture
+def points():
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 1, size=(40, 2)) * [3.0, 1.0] + [10.0, -2.0]
+    return X, (X[:, 0] > 10.0).astype(int) + 2 * (X[:, 1] > -2.0).astype(int)
+
+
+def quadrant(Z):
+    return (Z[:, 0] > 10.0).astype(int) + 2 * (Z[:, 1] > -2.0).astype(int)
+
+
+def test_decision_grid_evaluates_the_classifier_on_a_grid_around_the_points(points):
+    X, _ = points
+    xs, ys, labels = plots.decision_grid(quadrant, X, steps=50)
+    assert xs.shape == ys.shape == (50,) and labels.shape == (50, 50)
+    assert xs[0] < X[:, 0].min() and xs[-1] > X[:, 0].max()
+    assert ys[0] < X[:, 1].min() and ys[-1] > X[:, 1].max()
+    i, j = 7, 31  # row i follows ys, column j follows xs
+    assert labels[i, j] == quadrant(np.array([[xs[j], ys[i]]]))[0]
+    assert set(np.unique(labels)) == {0, 1, 2, 3}
+
+
+def test_decision_regions_draws_regions_and_every_class(points):
+    X, y = points
+    xs, ys, labels = plots.decision_grid(quadrant, X, steps=30)
+    fig, ax = plots.decision_regions(xs, ys, labels, X, y, title="t")
+    assert ax.get_title() == "t"
+    np.testing.assert_array_equal(np.asarray(ax.collections[0].get_array()).ravel(), labels.ravel())
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [f"class {c}" for c in range(4)]
+    plots.plt.close(fig)
+
+
+def test_decision_regions_plotly_has_one_contour_and_a_trace_per_class(points):
+    X, y = points
+    xs, ys, labels = plots.decision_grid(quadrant, X, steps=30)
+    fig = plots.decision_regions_plotly(xs, ys, labels, X, y)
+    kinds = [t.type for t in fig.data]
+    assert kinds == ["contour"] + ["scatter"] * 4
+    np.testing.assert_array_equal(np.asarray(fig.data[0].z), labels)
+    assert sum(len(t.x) for t in fig.data[1:]) == len(X)
+
+
+def test_show_plotly_sends_plotly_json_with_a_png_stand_in(points, monkeypatch):
+    X, y = points
+    grid = plots.decision_grid(quadrant, X, steps=30)
+    shown = []
+    monkeypatch.setattr(plots, "display", lambda bundle, raw: shown.append((bundle, raw)))
+    static, _ = plots.decision_regions(*grid, X, y)
+    plots.show_plotly(plots.decision_regions_plotly(*grid, X, y), static)
+    (bundle, raw), = shown
+    assert raw
+    assert bundle["application/vnd.plotly.v1+json"]["data"][0]["type"] == "contour"
+    assert base64.b64decode(bundle["image/png"]).startswith(b"\x89PNG")
+    # The figure JSON only: plotly.js itself (megabytes) is not embedded.
+    assert len(str(bundle)) < 300_000
 
 
 def test_running_estimates_draws_one_line_per_estimator_and_feature():
