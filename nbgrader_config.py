@@ -9,5 +9,7 @@ c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedb
 
 # Labs train small networks: allow each cell up to five minutes instead of nbgrader's 30 s.
 c.ExecutePreprocessor.timeout = 300
+# Keep grading logs readable: the kernel's start-up notices (e.g. about TCP transport) are not errors.
+c.ExecutePreprocessor.extra_arguments = ["--IPKernelApp.log_level=ERROR"]
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
