@@ -6,11 +6,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
 from course_utils import plots
-import matplotlib.pyplot as plt
 
 
 @pytest.fixture
