@@ -54,6 +54,24 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return 10_000 * seed + epoch
 
 
+@torch.no_grad()
+def calibrate_batchnorm(model: nn.Module, X: torch.Tensor) -> None:
+    """Set each BatchNorm's running statistics to those of X passed through the model in training mode.
+
+    Fresh running statistics (mean 0, variance 1) describe a different network than the one SGD
+    trains, so an eval-mode loss at initialization needs this first. Used by mlp_depth_sweep.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    was_training, momenta = model.training, [m.momentum for m in norms]
+    for m in norms:
+        m.momentum = 1.0  # the running statistics become those of this one batch
+    model.train()
+    model(X)
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    model.train(was_training)
+
+
 def train_one(
     X: torch.Tensor,
     y: torch.Tensor,
@@ -70,10 +88,12 @@ def train_one(
 ) -> Run:
     """Train one MLP with minibatch SGD, stopping at the first epoch whose loss is NaN or infinite.
 
+    Losses are eval-mode training losses, the first after `calibrate_batchnorm` at initialization.
     The reference that `sweep(..., vectorized=True)` must reproduce. Used by mlp_depth_sweep.
     """
     torch.manual_seed(seed)
     model = mlp(X.shape[1], width, depth, num_classes, batchnorm).to(X)
+    calibrate_batchnorm(model, X)
     loss, train_acc = evaluate(model, X, y)
     losses = [loss]
     for epoch in range(num_epochs):
@@ -99,8 +119,16 @@ class _Stack:
         self.betas = [stack([ns[i].bias for ns in norms]) for i in range(len(norms[0]))]  # (M, width)
         self.means = [stack([ns[i].running_mean for ns in norms]) for i in range(len(norms[0]))]  # (M, width)
         self.vars = [stack([ns[i].running_var for ns in norms]) for i in range(len(norms[0]))]  # (M, width)
+        self.momentum = 0.1  # of the running statistics, as in nn.BatchNorm1d
         for p in self.params():
             p.requires_grad_(True)
+
+    @torch.no_grad()
+    def calibrate(self, X: torch.Tensor) -> None:
+        """Running statistics := those of X in training mode (as `calibrate_batchnorm` does per model)."""
+        self.momentum = 1.0
+        self.forward(X, training=True)
+        self.momentum = 0.1
 
     def params(self) -> list[torch.Tensor]:
         return self.weights + self.biases + self.gammas + self.betas
@@ -132,7 +160,7 @@ class _Stack:
         M, B, C = h.shape
         means, vars_ = self.means[i].view(-1), self.vars[i].view(-1)  # views: F.batch_norm updates them
         flat = F.batch_norm(h.transpose(0, 1).reshape(B, M * C), means, vars_, self.gammas[i].reshape(-1),
-                            self.betas[i].reshape(-1), training=training, momentum=0.1, eps=1e-5)
+                            self.betas[i].reshape(-1), training=training, momentum=self.momentum, eps=1e-5)
         return flat.reshape(B, M, C).transpose(0, 1)
 
     @torch.no_grad()
@@ -157,6 +185,7 @@ def _train_stack(
     stack = _Stack([inits[seed] for _, seed in settings])
     lrs = torch.tensor([lr for lr, _ in settings], dtype=X.dtype, device=X.device)
     alive = torch.arange(len(settings), device=X.device)  # the rows of `settings` still training
+    stack.calibrate(X)
     loss, acc = stack.evaluate(X, y)
     losses, accs = [[v] for v in loss.tolist()], acc.tolist()
     test_accs = [math.nan] * len(settings)  # each model's test accuracy where it stopped

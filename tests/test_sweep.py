@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from course_utils import sweep
+from course_utils.models import mlp
 
 
 @pytest.fixture(scope="module")
@@ -80,3 +81,13 @@ def test_does_the_loss_grid_average_seeds_and_mark_divergence():
     assert depths == [1, 4] and lrs == [0.1]
     torch.testing.assert_close(loss, torch.tensor([[1.25], [3.0]], dtype=torch.float64))
     assert bad.tolist() == [[False], [True]]
+
+
+def test_does_calibration_set_running_statistics_to_those_of_the_data():
+    torch.manual_seed(0)
+    model, X = mlp(5, 7, 2, 3, batchnorm=True).eval(), torch.randn(40, 5)
+    sweep.calibrate_batchnorm(model, X)
+    assert not model.training and all(bn.momentum == 0.1 for bn in model if isinstance(bn, torch.nn.BatchNorm1d))
+    h = torch.relu(X @ model[0].weight.T + model[0].bias)  # the input of the first BatchNorm
+    torch.testing.assert_close(model[2].running_mean, h.mean(0))
+    torch.testing.assert_close(model[2].running_var, h.var(0, unbiased=True))
