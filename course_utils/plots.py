@@ -39,10 +39,14 @@ def stable_lr_vs_depth(runs: Sequence[Run], diverged: Diverged = has_diverged) -
     """The largest learning rate that still trains against depth, one line per setting. Used by mlp_depth_sweep."""
     best = largest_stable_lr(runs, diverged)
     fig, ax = plt.subplots(figsize=(6, 4))
-    for bn, style in ((False, "o-"), (True, "s-")):
+    floor = min(r.lr for r in runs)
+    for bn, style, color in ((False, "o-", "tab:blue"), (True, "s-", "tab:orange")):
+        name = "with BatchNorm" if bn else "without BatchNorm"
         depths = sorted(d for b, d in best if b == bn)
-        if depths:
-            ax.plot(depths, [best[bn, d] for d in depths], style, label="with BatchNorm" if bn else "without BatchNorm")
+        ax.plot(depths, [best[bn, d] for d in depths], style, color=color, label=name)
+        none = [d for d in depths if best[bn, d] != best[bn, d]]  # NaN: no learning rate of the grid trains
+        if none:
+            ax.plot(none, [floor] * len(none), "v", color=color, markersize=10, label=f"{name}: no lr trains")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("hidden layers")

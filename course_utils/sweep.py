@@ -79,7 +79,7 @@ def train_one(
     batchnorm: bool,
     lr: float,
     seed: int = 0,
-    num_epochs: int = 5,
+    num_epochs: int = 3,
     batch_size: int = 32,
     width: int = 64,
     num_classes: int = 10,
@@ -183,7 +183,7 @@ def _train_stack(
         torch.manual_seed(seed)
         inits[seed] = mlp(X.shape[1], width, depth, num_classes, batchnorm).to(X)
     stack = _Stack([inits[seed] for _, seed in settings])
-    lrs = torch.tensor([lr for lr, _ in settings], dtype=X.dtype, device=X.device)
+    lrs = torch.tensor([lr for lr, _ in settings], dtype=X.dtype, device=X.device)  # of the models still training
     alive = torch.arange(len(settings), device=X.device)  # the rows of `settings` still training
     stack.calibrate(X)
     loss, acc = stack.evaluate(X, y)
@@ -206,7 +206,7 @@ def _train_stack(
             loss = F.cross_entropy(logits.reshape(M * B, C), targets, reduction="none").view(M, B).mean(1)
             # models are independent, so the gradient of sum(lr * loss) is each model's own lr * gradient
             params = stack.params()
-            steps = torch.autograd.grad((lrs[alive] * loss).sum(), params)
+            steps = torch.autograd.grad((lrs * loss).sum(), params)
             with torch.no_grad():
                 torch._foreach_sub_(params, steps)
         loss, acc = stack.evaluate(X, y)
@@ -223,7 +223,7 @@ def _train_stack(
             break
         if done.any():
             stack.keep((~done).nonzero().view(-1))
-            alive = alive[~done]
+            alive, lrs = alive[~done], lrs[~done]
     return [Run(depth, batchnorm, lr, seed, losses[row], accs[row], test_accs[row])
             for row, (lr, seed) in enumerate(settings)]
 
@@ -235,7 +235,7 @@ def sweep(
     lrs: Sequence[float],
     batchnorm: Sequence[bool] = (False, True),
     seeds: Sequence[int] = (0,),
-    num_epochs: int = 5,
+    num_epochs: int = 3,
     batch_size: int = 32,
     width: int = 64,
     num_classes: int = 10,
