@@ -79,6 +79,17 @@ class Notebook:
             arg=[prompt.element_handle(), before], timeout=timeout_s * 1000)
         self.wait_kernel_idle(timeout_s)
 
+    def wait_all_ran(self, timeout_s: float = RUN_S) -> None:
+        """After "Run All Cells": wait until every code cell has run or one shows an error."""
+        self.page.wait_for_function(
+            """panel => {
+                const prompts = Array.from(panel.querySelectorAll('.jp-CodeCell .jp-InputPrompt'));
+                const ran = prompts.every(p => /\\[\\d+\\]/.test(p.textContent));
+                const outputs = Array.from(panel.querySelectorAll('.jp-OutputArea'));
+                return ran || outputs.some(o => o.innerText.includes('Traceback'));
+            }""", arg=self.panel.element_handle(), timeout=timeout_s * 1000)
+        self.wait_kernel_idle(timeout_s)
+
     def menu(self, *path: str) -> None:
         """Open a menu of the menu bar and click through `path`, e.g. menu("Run", "Run All Cells")."""
         self.page.locator(".lm-MenuBar-item", has_text=re.compile(f"^{re.escape(path[0])}$")).click()
