@@ -25,8 +25,8 @@ VIEWPORT = {"width": 1400, "height": 900}
 ARTEFACTS_MADE = pytest.StashKey[bool]()
 
 
-def kernel_env() -> dict[str, str]:
-    """Variables for the server and the kernels it starts: this checkout's course_utils, quick runs."""
+def quick_kernel_env() -> dict[str, str]:
+    """Variables for the server and every kernel: this checkout's course_utils, quick experiments."""
     env = {"COURSE_QUICK": "1", "PYTHONPATH": os.pathsep.join(filter(None, [str(ln.REPO), os.environ.get("PYTHONPATH")]))}
     if "COURSE_DATA_ROOT" in os.environ:  # kernels run in the notebook's folder, so a relative root would break
         env["COURSE_DATA_ROOT"] = os.path.abspath(os.environ["COURSE_DATA_ROOT"])
@@ -60,6 +60,11 @@ def no_process_left() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
+def kernel_env() -> dict[str, str]:
+    return quick_kernel_env()
+
+
+@pytest.fixture(scope="session")
 def artefacts(pytestconfig: pytest.Config) -> Path:
     """build/screenshots/, emptied first so that no old run's picture passes for this one's."""
     pytestconfig.stash[ARTEFACTS_MADE] = True
@@ -83,8 +88,8 @@ def course_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def lab_server(course_root: Path, artefacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ls.LabServer]:
-    server = ls.start_lab(course_root, tmp_path_factory.mktemp("jupyter-home"), SERVER_LOG, kernel_env())
+def lab_server(course_root: Path, artefacts: Path, kernel_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[ls.LabServer]:
+    server = ls.start_lab(course_root, tmp_path_factory.mktemp("jupyter-home"), SERVER_LOG, kernel_env)
     try:
         yield server
     finally:

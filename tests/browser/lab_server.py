@@ -85,16 +85,12 @@ class LabServer:
     process: subprocess.Popen
     log: Path
 
-    def lab_url(self, path: str, workspace: str) -> str:
-        """JupyterLab showing the file `path` (relative to `root`) in a new, empty workspace.
+    def lab_url(self, workspace: str, path: str = "") -> str:
+        """JupyterLab in a new, empty workspace, showing the file `path` (relative to `root`) if given.
 
         A workspace of its own keeps one test's open tabs from reappearing in the next test's page.
         """
-        return f"{self.url}/lab/workspaces/{workspace}/tree/{path}?token={self.token}"
-
-    def page_url(self, path: str) -> str:
-        """Any other page of the server, e.g. `formgrader`."""
-        return f"{self.url}/{path}?token={self.token}"
+        return f"{self.url}/lab/workspaces/{workspace}{f'/tree/{path}' if path else ''}?token={self.token}"
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
@@ -109,6 +105,9 @@ def isolated_env(home: Path, extra: dict[str, str]) -> dict[str, str]:
         env[var] = str(home / sub)
         (home / sub).mkdir(parents=True, exist_ok=True)
     (home / "config" / "jupyter_server_config.json").write_text(json.dumps(SERVER_CONFIG))
+    # The course never uses nbgrader's exchange; a private one spares the formgrader a warning about
+    # the machine-wide default folder, which tests must not create.
+    (home / "config" / "nbgrader_config.py").write_text(f"c.Exchange.root = {str(home / 'exchange')!r}\n")
     for plugin, values in LAB_SETTINGS.items():
         path = home / "lab-settings" / f"{plugin}.jupyterlab-settings"
         path.parent.mkdir(parents=True, exist_ok=True)

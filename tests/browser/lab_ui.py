@@ -90,17 +90,17 @@ class Notebook:
             }""", arg=self.panel.element_handle(), timeout=timeout_s * 1000)
         self.wait_kernel_idle(timeout_s)
 
-    def menu(self, *path: str) -> None:
-        """Open a menu of the menu bar and click through `path`, e.g. menu("Run", "Run All Cells")."""
-        self.page.locator(".lm-MenuBar-item", has_text=re.compile(f"^{re.escape(path[0])}$")).click()
-        for label in path[1:]:
-            self.page.locator(".lm-Menu:visible .lm-Menu-item",
-                              has=self.page.locator(".lm-Menu-itemLabel", has_text=re.compile(f"^{re.escape(label)}$"))
-                              ).click()
-
     def scroll_to_bottom_of(self, locator: Locator) -> None:
         """Scroll so that the end of `locator` (e.g. an error's last line) is on screen."""
         locator.evaluate("e => e.scrollIntoView({block: 'end'})")
+
+
+def click_menu(page: Page, *path: str) -> None:
+    """Open a menu of JupyterLab's menu bar and click through `path`, e.g. ("Run", "Run All Cells")."""
+    page.locator(".lm-MenuBar-item", has_text=re.compile(f"^{re.escape(path[0])}$")).click()
+    for label in path[1:]:
+        item_label = page.locator(".lm-Menu-itemLabel", has_text=re.compile(f"^{re.escape(label)}$"))
+        page.locator(".lm-Menu:visible .lm-Menu-item", has=item_label).click()
 
 
 def open_in_lab(page: Page, url: str) -> Notebook:

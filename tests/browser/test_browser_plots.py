@@ -9,7 +9,7 @@ from lab_server import require_browser
 
 require_browser()
 
-from lab_ui import last_error, open_in_lab  # noqa: E402 (needs Playwright, checked just above)
+from lab_ui import click_menu, last_error, open_in_lab  # noqa: E402 (needs Playwright, checked just above)
 from playwright.sync_api import Locator, Page, expect  # noqa: E402
 
 IMAGE_OUTPUT = f".jp-OutputArea-output[data-mime-type='{ln.IMAGE_MIME}'] img"
@@ -49,8 +49,8 @@ def test_solution_figures_render_in_jupyterlab(lab, lab_server, page, shoot):
     images, plotly = ln.figure_counts(solution(lab))
     if lab == ln.PLOTLY_LAB:
         assert plotly >= 1, f"the committed run of source/{lab}/{lab}.ipynb shows no plotly figure"
-    nb = open_in_lab(page, lab_server.lab_url(f"solutions/{lab}/{lab}.ipynb", workspace=f"figures-{lab}"))
-    nb.menu("Run", "Run All Cells")
+    nb = open_in_lab(page, lab_server.lab_url(f"figures-{lab}", f"solutions/{lab}/{lab}.ipynb"))
+    click_menu(page, "Run", "Run All Cells")
     nb.wait_all_ran()
     for i, cell in enumerate(ln.read(lab_server.root / "solutions" / lab / f"{lab}.ipynb").cells):
         if cell.cell_type == "code":

@@ -17,7 +17,7 @@ from playwright.sync_api import expect  # noqa: E402
 def test_student_answers_an_exercise_and_reads_the_test_feedback(lab, lab_server, page, shoot):
     release = ln.read(ln.REPO / "release" / lab / f"{lab}.ipynb")
     exercise = ln.first_exercise_with_mistake(lab)
-    nb = open_in_lab(page, lab_server.lab_url(f"student/{lab}/{lab}.ipynb", workspace=f"student-{lab}"))
+    nb = open_in_lab(page, lab_server.lab_url(f"student-{lab}", f"student/{lab}/{lab}.ipynb"))
 
     # The notebook shows every TODO stub, every written-answer placeholder and every visible test.
     expect(nb.panel.locator(".jp-Notebook-cell")).to_have_count(len(release.cells))
