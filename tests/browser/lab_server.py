@@ -26,6 +26,7 @@ REQUIRE_ENV = "COURSE_REQUIRE_BROWSER"  # set to 1 (as CI does) to fail instead 
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--no-proxy-server",  # the server is on loopback; an HTTP(S)_PROXY in the environment must not apply
 ]
 # JupyterLab settings for the test profile: every cell stays in the page (no windowing), and no
 # toast asks about news or updates (which would also try to reach the internet).
@@ -107,6 +108,7 @@ def isolated_env(home: Path, extra: dict[str, str]) -> dict[str, str]:
     (home / "config" / "jupyter_server_config.json").write_text(json.dumps(SERVER_CONFIG))
     # The course never uses nbgrader's exchange; a private one spares the formgrader a warning about
     # the machine-wide default folder, which tests must not create.
+    (home / "exchange").mkdir(exist_ok=True)
     (home / "config" / "nbgrader_config.py").write_text(f"c.Exchange.root = {str(home / 'exchange')!r}\n")
     for plugin, values in LAB_SETTINGS.items():
         path = home / "lab-settings" / f"{plugin}.jupyterlab-settings"
@@ -129,12 +131,13 @@ def start_lab(root: Path, home: Path, log: Path, env_extra: dict[str, str], time
         process = subprocess.Popen(cmd, cwd=root, env=isolated_env(home, env_extra), stdout=out,
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     server = LabServer(root, f"http://127.0.0.1:{port}", token, process, log)
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never via a proxy
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"jupyter lab exited with code {process.returncode}:\n{server.log_tail()}")
         try:
-            with urllib.request.urlopen(f"{server.url}/api/status?token={token}", timeout=5) as reply:
+            with direct.open(f"{server.url}/api/status?token={token}", timeout=5) as reply:
                 if reply.status == 200:
                     return server
         except (urllib.error.URLError, ConnectionError, TimeoutError):
