@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,3 +113,15 @@ def without_outputs(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
     return nb
+
+
+def last_error(outputs: str) -> tuple[str, str] | None:
+    """(exception name, message) of the traceback ending a cell's output text, or None without one."""
+    if "Traceback" not in outputs:
+        return None
+    lines = outputs.rstrip().splitlines()
+    for i in range(len(lines) - 1, -1, -1):
+        found = re.match(r"(\w+(?:Error|Exception|Interrupt)): ?(.*)", lines[i])
+        if found:
+            return found.group(1), "\n".join([found.group(2), *lines[i + 1:]]).strip()
+    return "unknown", lines[-1]

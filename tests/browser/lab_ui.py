@@ -110,15 +110,3 @@ def open_in_lab(page: Page, url: str) -> Notebook:
     expect(notebook.panel.locator(".jp-Notebook-cell").first).to_be_visible(timeout=KERNEL_START_S * 1000)
     notebook.wait_kernel_idle()
     return notebook
-
-
-def last_error(outputs: str) -> tuple[str, str] | None:
-    """(exception name, message) of the traceback ending a cell's output text, or None without one."""
-    if "Traceback" not in outputs:
-        return None
-    lines = outputs.rstrip().splitlines()
-    for i in range(len(lines) - 1, -1, -1):
-        found = re.match(r"(\w+(?:Error|Exception|Interrupt)): ?(.*)", lines[i])
-        if found:
-            return found.group(1), "\n".join([found.group(2), *lines[i + 1:]]).strip()
-    return "unknown", lines[-1]

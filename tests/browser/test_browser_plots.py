@@ -9,7 +9,7 @@ from lab_server import require_browser
 
 require_browser()
 
-from lab_ui import click_menu, last_error, open_in_lab  # noqa: E402 (needs Playwright, checked just above)
+from lab_ui import click_menu, open_in_lab  # noqa: E402 (needs Playwright, checked just above)
 from playwright.sync_api import Locator, Page, expect  # noqa: E402
 
 IMAGE_OUTPUT = f".jp-OutputArea-output[data-mime-type='{ln.IMAGE_MIME}'] img"
@@ -54,7 +54,7 @@ def test_solution_figures_render_in_jupyterlab(lab, lab_server, page, shoot):
     nb.wait_all_ran()
     for i, cell in enumerate(ln.read(lab_server.root / "solutions" / lab / f"{lab}.ipynb").cells):
         if cell.cell_type == "code":
-            assert last_error(nb.outputs(i)) is None, f"cell {i} of the solution failed:\n{nb.outputs(i)}"
+            assert ln.last_error(nb.outputs(i)) is None, f"cell {i} of the solution failed:\n{nb.outputs(i)}"
 
     drawn = nb.panel.locator(IMAGE_OUTPUT)
     expect(drawn).to_have_count(images)

@@ -9,7 +9,7 @@ from lab_server import require_browser
 
 require_browser()
 
-from lab_ui import Notebook, last_error, open_in_lab  # noqa: E402 (needs Playwright, checked just above)
+from lab_ui import open_in_lab  # noqa: E402 (needs Playwright, checked just above)
 from playwright.sync_api import expect  # noqa: E402
 
 
@@ -37,7 +37,7 @@ def test_student_answers_an_exercise_and_reads_the_test_feedback(lab, lab_server
     nb.run_cells(0, exercise.test)
     for i in range(exercise.test + 1):
         if release.cells[i].cell_type == "code":
-            assert last_error(nb.outputs(i)) is None, f"cell {i} failed with a correct answer:\n{nb.outputs(i)}"
+            assert ln.last_error(nb.outputs(i)) is None, f"cell {i} failed with a correct answer:\n{nb.outputs(i)}"
     nb.scroll_to_bottom_of(nb.cell(exercise.test))
     shoot(page, f"{lab}-2-visible-test-passes")
 
@@ -57,8 +57,8 @@ def test_student_answers_an_exercise_and_reads_the_test_feedback(lab, lab_server
     # A typical wrong answer: the same visible test now fails with a message meant for the student.
     nb.replace_source(exercise.cell, exercise.wrong_answer)
     nb.run_cells(exercise.cell, exercise.test)
-    assert last_error(nb.outputs(exercise.cell)) is None, nb.outputs(exercise.cell)
-    error = last_error(nb.outputs(exercise.test))
+    assert ln.last_error(nb.outputs(exercise.cell)) is None, nb.outputs(exercise.cell)
+    error = ln.last_error(nb.outputs(exercise.test))
     assert error is not None, f"the test passed a wrong answer that {exercise.mistake}"
     name, message = error
     assert name == "AssertionError" and len(message.split()) >= 5, f"students read {name}: {message!r}"
