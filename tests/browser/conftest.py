@@ -25,14 +25,6 @@ VIEWPORT = {"width": 1400, "height": 900}
 ARTEFACTS_MADE = pytest.StashKey[bool]()
 
 
-def quick_kernel_env() -> dict[str, str]:
-    """Variables for the server and every kernel: this checkout's course_utils, quick experiments."""
-    env = {"COURSE_QUICK": "1", "PYTHONPATH": os.pathsep.join(filter(None, [str(ln.REPO), os.environ.get("PYTHONPATH")]))}
-    if "COURSE_DATA_ROOT" in os.environ:  # kernels run in the notebook's folder, so a relative root would break
-        env["COURSE_DATA_ROOT"] = os.path.abspath(os.environ["COURSE_DATA_ROOT"])
-    return env
-
-
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     shots = sorted(SCREENSHOTS.glob("*.png"))
     if shots and config.stash.get(ARTEFACTS_MADE, False):
@@ -61,7 +53,11 @@ def no_process_left() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def kernel_env() -> dict[str, str]:
-    return quick_kernel_env()
+    """Variables for the server and every kernel: this checkout's course_utils, quick experiments."""
+    env = {"COURSE_QUICK": "1", "PYTHONPATH": os.pathsep.join(filter(None, [str(ln.REPO), os.environ.get("PYTHONPATH")]))}
+    if "COURSE_DATA_ROOT" in os.environ:  # kernels run in the notebook's folder, so a relative root would break
+        env["COURSE_DATA_ROOT"] = os.path.abspath(os.environ["COURSE_DATA_ROOT"])
+    return env
 
 
 @pytest.fixture(scope="session")
@@ -88,7 +84,9 @@ def course_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def lab_server(course_root: Path, artefacts: Path, kernel_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[ls.LabServer]:
+def lab_server(course_root: Path, artefacts: Path, kernel_env: dict[str, str],
+               tmp_path_factory: pytest.TempPathFactory) -> Iterator[ls.LabServer]:
+    """`jupyter lab` serving the temporary course on 127.0.0.1; stopped with all its kernels at the end."""
     server = ls.start_lab(course_root, tmp_path_factory.mktemp("jupyter-home"), SERVER_LOG, kernel_env)
     try:
         yield server

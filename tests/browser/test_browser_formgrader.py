@@ -15,6 +15,9 @@ require_browser()
 from lab_ui import click_menu  # noqa: E402 (needs Playwright, checked just above)
 from playwright.sync_api import expect  # noqa: E402
 
+# nbgrader's gradebook warns about SQLAlchemy sessions while autograding; `course` hides the same noise.
+pytestmark = pytest.mark.filterwarnings("ignore:.*not in session.*")
+
 GRADED_LAB = "conv_shapes"  # the quickest lab to autograde
 SOLUTION, MISTAKE = "solution", "typical_mistake"
 
