@@ -56,15 +56,15 @@ def decision_regions(xs: np.ndarray, ys: np.ndarray, labels: np.ndarray, X: np.n
 
 def decision_regions_plotly(xs: np.ndarray, ys: np.ndarray, labels: np.ndarray, X: np.ndarray, y: np.ndarray,
                             title: str = "") -> go.Figure:
-    """Interactive version of `decision_regions`: a filled plotly contour with the points on top.
+    """Interactive version of `decision_regions`: a plotly heatmap of the regions with the points on top.
 
     Used by bn_from_scratch.
     """
     num_classes = int(max(labels.max(), y.max())) + 1
     scale = [[edge / num_classes, CLASS_FILLS[c]] for c in range(num_classes) for edge in (c, c + 1)]
-    fig = go.Figure(go.Contour(
+    fig = go.Figure(go.Heatmap(  # one flat colour per grid cell, like the static version: no interpolation
         x=xs, y=ys, z=labels, colorscale=scale, zmin=-0.5, zmax=num_classes - 0.5, showscale=False,
-        contours=dict(start=-0.5, end=num_classes - 0.5, size=1), line_width=0.5, hoverinfo="skip",
+        hoverinfo="skip",
     ))
     for c in range(num_classes):
         fig.add_scatter(x=X[y == c, 0], y=X[y == c, 1], mode="markers", name=f"class {c}",
@@ -75,19 +75,21 @@ def decision_regions_plotly(xs: np.ndarray, ys: np.ndarray, labels: np.ndarray, 
 
 
 def show_plotly(fig: go.Figure, static: plt.Figure) -> None:
-    """Display one output holding the interactive `fig` and a PNG of `static` as its stand-in.
+    """Display the interactive `fig`, then a PNG of `static` as its stand-in, as two outputs.
 
     JupyterLab draws the plotly figure; exported HTML and nbgrader feedback, where plotly's
-    JavaScript does not run, show the PNG. Nothing embeds plotly.js. Used by bn_from_scratch.
+    JavaScript does not run, still show the PNG. They must be separate outputs: given one bundle
+    holding both, JupyterLab shows the PNG. Nothing embeds plotly.js. Used by bn_from_scratch.
     """
     buffer = io.BytesIO()
     static.savefig(buffer, format="png", dpi=100)
     plt.close(static)
-    display({
-        "application/vnd.plotly.v1+json": json.loads(fig.to_json()),
-        "image/png": base64.b64encode(buffer.getvalue()).decode("ascii"),
-        "text/plain": f"<plotly figure: {fig.layout.title.text or 'untitled'}>",
-    }, raw=True)
+    title = fig.layout.title.text or "untitled"
+    display({"application/vnd.plotly.v1+json": json.loads(fig.to_json()),
+             "text/plain": f"<interactive plotly figure: {title}>"}, raw=True)
+    display({"image/png": base64.b64encode(buffer.getvalue()).decode("ascii"),
+             "text/plain": f"<static copy of the figure above: {title}>"}, raw=True)
+
 
 def running_estimates(
     means: dict[str, np.ndarray],

@@ -49,29 +49,31 @@ def test_decision_regions_draws_regions_and_every_class(points):
     plots.plt.close(fig)
 
 
-def test_decision_regions_plotly_has_one_contour_and_a_trace_per_class(points):
+def test_decision_regions_plotly_has_one_heatmap_and_a_trace_per_class(points):
     X, y = points
     xs, ys, labels = plots.decision_grid(quadrant, X, steps=30)
     fig = plots.decision_regions_plotly(xs, ys, labels, X, y)
     kinds = [t.type for t in fig.data]
-    assert kinds == ["contour"] + ["scatter"] * 4
+    assert kinds == ["heatmap"] + ["scatter"] * 4
     np.testing.assert_array_equal(np.asarray(fig.data[0].z), labels)
     assert sum(len(t.x) for t in fig.data[1:]) == len(X)
 
 
-def test_show_plotly_sends_plotly_json_with_a_png_stand_in(points, monkeypatch):
+def test_show_plotly_sends_the_interactive_figure_then_a_png_stand_in(points, monkeypatch):
+    """Are the plotly JSON and its PNG copy two outputs (JupyterLab shows a PNG over plotly in one bundle)?"""
     X, y = points
     grid = plots.decision_grid(quadrant, X, steps=30)
     shown = []
     monkeypatch.setattr(plots, "display", lambda bundle, raw: shown.append((bundle, raw)))
     static, _ = plots.decision_regions(*grid, X, y)
     plots.show_plotly(plots.decision_regions_plotly(*grid, X, y), static)
-    (bundle, raw), = shown
-    assert raw
-    assert bundle["application/vnd.plotly.v1+json"]["data"][0]["type"] == "contour"
-    assert base64.b64decode(bundle["image/png"]).startswith(b"\x89PNG")
+    (interactive, raw1), (still, raw2) = shown
+    assert raw1 and raw2
+    assert interactive["application/vnd.plotly.v1+json"]["data"][0]["type"] == "heatmap"
+    assert "image/png" not in interactive and "application/vnd.plotly.v1+json" not in still
+    assert base64.b64decode(still["image/png"]).startswith(b"\x89PNG")
     # The figure JSON only: plotly.js itself (megabytes) is not embedded.
-    assert len(str(bundle)) < 300_000
+    assert len(str(interactive)) < 300_000
 
 
 def test_running_estimates_draws_one_line_per_estimator_and_feature():
