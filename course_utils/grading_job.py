@@ -39,7 +39,7 @@ class Limits:
 
     cell_s: int = 300
     submission_s: int = 900
-    memory_mb: int = 4096
+    memory_mb: int = 6144
 
 
 @dataclass
@@ -213,7 +213,7 @@ def _grade_in(tmp: Path, job: GradeJob, submitted: nbformat.NotebookNode, result
         pid_file=str(scratch / KERNEL_PID_FILE))
     env = {**job.env, POLICY_ENV: policy.to_env(), "JUPYTER_PATH": str(tmp / "jupyter"),
            "IPYTHONDIR": str(scratch / "ipython"), "TMPDIR": str(scratch / "tmp"), "PYTHONDONTWRITEBYTECODE": "1",
-           "OMP_NUM_THREADS": str(job.threads), "MKL_NUM_THREADS": str(job.threads)}
+           "OMP_NUM_THREADS": str(job.threads), "MKL_NUM_THREADS": str(job.threads), "MALLOC_ARENA_MAX": "2"}
     (tmp / "job.json").write_text(json.dumps({"lab": job.lab, "student": job.student, "course_id": job.course_id,
                                               "limits": asdict(job.limits), "env": env}))
     finished = _server().grade(tmp, job.limits.submission_s)

@@ -252,8 +252,18 @@ def _make_kernel_class(policy: SandboxPolicy):
 
         guard: NameGuard | None = None
 
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            try:
+                self._ensure_guard()  # before the kernel answers: the imports do not count against a cell's time
+            except Exception:
+                type(self).guard = None  # retried, and reported, at the first cell
+
         def _ensure_guard(self) -> None:
             if self.guard is not None:
+                if not self._hooked:
+                    sys.addaudithook(FileGuard(policy))
+                    self._hooked = True
                 return
             shell = self.shell
             for stream in (sys.stdout, sys.stderr):
@@ -268,7 +278,7 @@ def _make_kernel_class(policy: SandboxPolicy):
             self._events = {k: list(v) for k, v in shell.events.callbacks.items()}
             self._methods = {cls: _callable_state(dict(vars(cls))) for cls in type(shell).__mro__ + type(self).__mro__
                              if cls.__module__.split(".")[0] in {"IPython", "ipykernel", __name__.split(".")[0]}}
-            sys.addaudithook(FileGuard(policy))
+            self._hooked = False
 
         def _restore_shell(self) -> None:
             shell = self.shell
