@@ -87,14 +87,15 @@ def rebuild(submitted: nbformat.NotebookNode, release: nbformat.NotebookNode) ->
     Answer cells come from the student (with the release's nbgrader metadata); test and locked cells come
     from the release, and nbgrader then swaps in the hidden tests, so deleted, edited or reordered tests
     still run. Cells without a grade_id (the student's own, or the lab's plain code) stay after the graded
-    cell they followed.
+    cell they followed, among the graded cells the student left in order.
     """
     graded = {nbgrader_id(c): c for c in release.cells if nbgrader_id(c)}
+    anchors = _in_order([nbgrader_id(c) for c in submitted.cells if nbgrader_id(c) in graded], list(graded))
     answers, after, anchor = {}, {None: []}, None
     for cell in submitted.cells:
         gid = nbgrader_id(cell)
         if gid in graded:
-            anchor = gid
+            anchor = gid if gid in anchors else anchor
             mine = graded[gid]
             if mine.metadata["nbgrader"].get("solution") and gid not in answers:
                 make = nbformat.v4.new_code_cell if mine.cell_type == "code" else nbformat.v4.new_markdown_cell
@@ -110,6 +111,17 @@ def rebuild(submitted: nbformat.NotebookNode, release: nbformat.NotebookNode) ->
     for index, cell in enumerate(rebuilt.cells):
         cell["id"] = f"cell-{index}"
     return rebuilt
+
+
+def _in_order(ids: list[str], order: list[str]) -> set[str]:
+    """The longest run of `ids` (not necessarily adjacent) that keeps the order of `order`: cells left in place."""
+    rank = [order.index(i) for i in ids]
+    best = [[k] for k in range(len(ids))]
+    for k in range(len(ids)):
+        for j in range(k):
+            if rank[j] < rank[k] and len(best[j]) + 1 > len(best[k]):
+                best[k] = best[j] + [k]
+    return {ids[k] for k in max(best, key=len, default=[])}
 
 
 def import_aliases(sources: list[str]) -> dict[str, str]:
@@ -381,6 +393,8 @@ def _explain(outcome: dict) -> str:
     log = (outcome.get("log") or "") + (outcome.get("error") or "")
     if "UnresponsiveKernelError" in log or "DeadKernelError" in log or "Kernel died" in log:
         return "kernel died: the notebook's Python process ended abruptly (os._exit, a crash, or out of memory)"
+    if "CellTimeoutError" in log:
+        return "time limit: a cell ran past the limit per cell and did not stop when interrupted"
     errors = [line.strip() for line in log.splitlines() if "Error" in line.split(":")[0] and
               "NbGraderException" not in line]
     return f"nbgrader failed: {(errors[-1] if errors else log.strip()[-300:] or 'no message')[:300]}"
