@@ -20,7 +20,7 @@ import nbformat
 from nbgrader.api import Gradebook, MissingEntry
 from tqdm.auto import tqdm
 
-from .grading_job import GradeJob, JobResult, Limits, import_aliases, nbgrader_id, run_job
+from .grading_job import GradeJob, JobResult, Limits, import_aliases, nbgrader_id, run_job, submodules_used
 from .pipeline import Course, CourseError, SubmissionResult, TestResult
 from .runtime import QUICK_ENV
 
@@ -47,6 +47,7 @@ class LabBundle:
     gradebook: bytes
     tests: dict[str, str]
     aliases: dict[str, str]
+    modules: list[str]
     order: list[str]  # autograded test ids in notebook order
 
     def fingerprint(self, limits: Limits, env: dict[str, str]) -> str:
@@ -67,7 +68,9 @@ def lab_bundle(course: Course, lab: str) -> LabBundle:
              and c.metadata["nbgrader"].get("grade") and not c.metadata["nbgrader"].get("solution")}
     plain = [c.source for c in source.cells if c.cell_type == "code" and not c.metadata.get("nbgrader", {}).get(
         "solution")]
-    return LabBundle(lab, release, gradebook, tests, import_aliases(plain), list(tests))
+    aliases = import_aliases(plain)
+    modules = submodules_used(plain + list(tests.values()), aliases)
+    return LabBundle(lab, release, gradebook, tests, aliases, modules, list(tests))
 
 
 def _check_gradebook(course: Course, bundle: LabBundle) -> None:
@@ -142,6 +145,7 @@ def grade_lab(course: Course, lab: str, students: list[str] | None = None, *, wo
         jobs[student] = (GradeJob(
             lab=lab, student=student, course_id=course.coursedir.course_id, submission=submission,
             release=bundle.release, gradebook=bundle.gradebook, tests=bundle.tests, aliases=bundle.aliases,
+            modules=bundle.modules,
             limits=limits, env=env, denied=[str(course.root)], readable=_readable(course),
             threads=1 if scheduler else max(1, (os.cpu_count() or 1) // workers)), print_)
     if jobs:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import ast
 import html
+import importlib.util
 import json
 import os
-import shutil
+import re
 import select
 import signal
 import subprocess
@@ -54,6 +55,7 @@ class GradeJob:
     gradebook: bytes  # a SQLite gradebook holding only this lab, made by a fresh release
     tests: dict[str, str]  # grade_id -> source of each autograded test cell, hidden tests included
     aliases: dict[str, str]  # notebook name -> module (or module:attribute) the tests may use
+    modules: list[str]  # submodules the tests reach through an alias (`cu.models` -> course_utils.models)
     limits: Limits
     env: dict[str, str] = field(default_factory=dict)  # COURSE_QUICK, COURSE_DATA_ROOT... for the kernel
     denied: list[str] = field(default_factory=list)  # folders of this machine the kernel must not read
@@ -143,6 +145,24 @@ def import_aliases(sources: list[str]) -> dict[str, str]:
     return found
 
 
+def submodules_used(sources: list[str], aliases: dict[str, str]) -> list[str]:
+    """Submodules reached as `alias.name` in `sources` where `alias` names a package (`cu.plots`)."""
+    found = set()
+    for alias, target in aliases.items():
+        if ":" in target:
+            continue
+        for source in sources:
+            found |= {f"{target}.{name}" for name in re.findall(rf"\b{re.escape(alias)}\.(\w+)", source)}
+    return sorted(name for name in found if _is_module(name))
+
+
+def _is_module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def classify(nb: nbformat.NotebookNode, limits: Limits) -> list[str]:
     """Notes on cells that hit a limit or broke a rule, read from the executed notebook's outputs."""
     notes = []
@@ -221,7 +241,7 @@ def _grade_in(tmp: Path, job: GradeJob, submitted: nbformat.NotebookNode, result
         home=str(home), writable=[str(scratch)], readable=job.readable,
         denied=[str(course), tempfile.gettempdir(), *job.denied],
         memory_bytes=job.limits.memory_mb * 2**20, cpu_seconds=job.limits.submission_s * job.threads + 60,
-        test_hashes=[cell_hash(s) for s in job.tests.values()], aliases=job.aliases,
+        test_hashes=[cell_hash(s) for s in job.tests.values()], aliases=job.aliases, modules=job.modules,
         pid_file=str(scratch / KERNEL_PID_FILE))
     env = {**job.env, POLICY_ENV: policy.to_env(), "JUPYTER_PATH": str(tmp / "jupyter"),
            "IPYTHONDIR": str(scratch / "ipython"), "TMPDIR": str(scratch / "tmp"), "PYTHONDONTWRITEBYTECODE": "1",

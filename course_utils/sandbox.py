@@ -21,7 +21,6 @@ import hashlib
 import importlib
 import json
 import os
-import pkgutil
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,7 +30,7 @@ POLICY_ENV = "COURSE_SANDBOX"
 OUTPUT_LIMIT_BYTES = 200_000  # text a cell may print before the rest is dropped
 # Modules whose functions and classes tests call, protected in every lab (others come from the notebook's imports).
 PROTECTED = ["builtins", "math", "numpy", "numpy.testing", "torch", "torch.testing", "torch.nn",
-             "torch.nn.functional", "course_utils"]
+             "torch.nn.functional", "course_utils", "course_utils.checks"]
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 SPAWN_EVENTS = {"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "pty.spawn",
                 "os.startfile", "ctypes.dlopen", "ctypes.dlsym", "ctypes.dlsym/handle", "ctypes.call_function",
@@ -42,6 +41,7 @@ CHANGE_EVENTS = {"os.remove", "os.rmdir", "os.mkdir", "os.chmod", "os.chown", "o
                  "os.symlink", "shutil.rmtree", "shutil.move", "shutil.chown", "os.chflags", "os.setxattr",
                  "os.removexattr", "os.rename", "os.link"}
 TWO_PATH_EVENTS = {"os.rename", "os.link", "shutil.move"}
+WATCHED = frozenset({"open"} | SPAWN_EVENTS | PATH_EVENTS | CHANGE_EVENTS)
 
 
 class SandboxError(PermissionError):
@@ -64,6 +64,7 @@ class SandboxPolicy:
     cpu_seconds: int = 0  # CPU-time limit, a backstop behind the grader's wall-clock limit (0: none)
     test_hashes: list[str] = field(default_factory=list)  # sha256 of each test cell's source
     aliases: dict[str, str] = field(default_factory=dict)  # notebook name -> "module" or "module:attribute"
+    modules: list[str] = field(default_factory=list)  # further modules the tests use (course_utils.models...)
     pid_file: str = ""  # where the kernel leaves its process id, so the grader can kill it
 
     def to_env(self) -> str:
@@ -88,7 +89,6 @@ class FileGuard:
         self.readable = [real(p) for p in policy.readable]
         self.denied = [real(p) for p in policy.denied]
         self.pid = str(os.getpid())
-        self.active = True
 
     def allows(self, path: object, write: bool = False) -> bool:
         if isinstance(path, int) or path is None:
@@ -110,8 +110,8 @@ class FileGuard:
         return not any(_under(full, d) for d in self.denied)
 
     def __call__(self, event: str, args: tuple) -> None:
-        if not self.active:
-            return
+        if event not in WATCHED and not event.startswith(("os.exec", "os.spawn")):
+            return  # the common case, kept cheap: most audit events are imports, compiles and the like
         if event == "open":
             path, mode, flags = args
             write = (isinstance(flags, int) and flags > 0 and bool(flags & WRITE_FLAGS)) or (
@@ -156,10 +156,8 @@ def _callable_state(namespace: dict) -> dict:
 class NameGuard:
     """Remembers the modules, classes and notebook names the tests use, and puts them back."""
 
-    def __init__(self, aliases: dict[str, str]):
-        names = set(PROTECTED) | {target.split(":")[0] for target in aliases.values()}
-        names |= {f"course_utils.{m.name}" for m in pkgutil.iter_modules(
-            [str(Path(__file__).parent)]) if m.name not in {"cli", "grading", "grading_job", "sandbox", "validation"}}
+    def __init__(self, aliases: dict[str, str], modules: list[str]):
+        names = set(PROTECTED) | set(modules) | {target.split(":")[0] for target in aliases.values()}
         self.modules: dict[str, ModuleType] = {}
         for name in sorted(names):
             try:
@@ -268,7 +266,7 @@ def _make_kernel_class(policy: SandboxPolicy):
             shell = self.shell
             for stream in (sys.stdout, sys.stderr):
                 stream.write = _capped(stream.write)
-            type(self).guard = NameGuard(policy.aliases)
+            type(self).guard = NameGuard(policy.aliases, policy.modules)
             manager = shell.input_transformer_manager
             self._lists = [(obj, key, list(getattr(obj, key))) for obj, key in (
                 (manager, "cleanup_transforms"), (manager, "line_transforms"), (manager, "token_transformers"),
