@@ -276,7 +276,7 @@ class _Server:
         """Grade the job folder `tmp`; False when it did not finish within `timeout` seconds."""
         if self.process is None or self.process.poll() is not None:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "course_utils.grading_job"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                [sys.executable, "-m", "course_utils.grading_job", str(os.getpid())], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL, start_new_session=True, text=True, bufsize=1)
         try:
             self.process.stdin.write(f"{tmp}\n")
@@ -338,10 +338,11 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(1)
 
 
-def serve(idle_s: float = 600) -> None:
-    """Grade each job folder named on stdin, answering `done FOLDER`; exit on EOF or after `idle_s` idle."""
+def serve(parent: int, idle_s: float = 600) -> None:
+    """Grade each job folder named on stdin, answering `done FOLDER`; exit on EOF, after `idle_s` idle, or when
+    the process `parent` that started this one is gone."""
     base_env = dict(os.environ)
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     while select.select([sys.stdin], [], [], idle_s)[0]:
         line = sys.stdin.readline()
         if not line:
@@ -445,4 +446,4 @@ class CappedExecute(Execute):
 
 
 if __name__ == "__main__":
-    serve()
+    serve(int(sys.argv[1]))
