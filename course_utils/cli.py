@@ -13,6 +13,7 @@ from pathlib import Path
 import nbformat
 
 from .grading import grade_lab, grades_csv
+from .grading_job import Limits
 from .pipeline import Course, CourseError, find_course_root
 from .runtime import QUICK_ENV
 from .validation import validate
@@ -71,9 +72,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_grade(args: argparse.Namespace) -> int:
     course = Course(args.course_dir)
     (lab,) = course.check_labs([args.lab])
-    outcomes = grade_lab(course, lab)
+    defaults = Limits(cell_s=int(course.config.ExecutePreprocessor.get("timeout", Limits.cell_s)))
+    limits = Limits(cell_s=args.cell_timeout or defaults.cell_s, submission_s=args.timeout, memory_mb=args.memory)
+    where = f"the Dask scheduler at {args.scheduler}" if args.scheduler else f"{args.workers} local worker(s)"
+    print(f"grading {lab} on {where}; limits: {limits.cell_s} s per cell, {limits.submission_s} s per "
+          f"submission, {limits.memory_mb} MiB", flush=True)
+    outcomes = grade_lab(course, lab, workers=args.workers, scheduler=args.scheduler, limits=limits, force=args.force)
     print(grade_table(lab, outcomes))
-    print(f"grades: {grades_csv(course)}\nfeedback: {course.root / 'feedback'}/<student>/{lab}/{lab}.html")
+    summary = course.root / "grading" / lab
+    print("\n" + (summary / "summary.md").read_text().strip())
+    print(f"\ngrades: {grades_csv(course)}\nfeedback: {course.root / 'feedback'}/<student>/{lab}/{lab}.html"
+          f"\nsummary: {summary / 'summary.md'}, chart: {summary / 'failed_tests.png'}")
     return 0
 
 
@@ -82,10 +91,13 @@ def grade_table(lab: str, outcomes: list) -> str:
     for o in outcomes:
         if o.result is None:
             rows.append([o.student, lab, "-", f"not graded: {o.failure}"])
+        elif o.failure:
+            rows.append([o.student, lab, f"0/{points(o.result.max_auto_score)}", f"not graded: {o.failure}"])
         else:
             lost = ", ".join(sorted(o.result.lost())) or "none"
+            notes = "".join(f"; {n}" for n in o.notes)
             rows.append([o.student, lab, f"{points(o.result.auto_score)}/{points(o.result.max_auto_score)}",
-                         f"tests failed: {lost}"])
+                         f"tests failed: {lost}{notes}"])
     return table(["student", "lab", "autograded points", "details"], rows)
 
 
@@ -125,8 +137,19 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--full", action="store_true", help=f"run full experiments instead of setting {QUICK_ENV}=1")
     s.set_defaults(run=cmd_validate)
 
-    s = sub.add_parser("grade", help="autograde submitted/*/LAB/, export grades.csv and feedback")
+    s = sub.add_parser("grade", help="autograde submitted/*/LAB/ in parallel sandboxes, export grades and feedback")
     s.add_argument("lab")
+    s.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                   help="submissions graded at once on this machine (default: all cores)")
+    s.add_argument("--scheduler", metavar="ADDRESS",
+                   help="grade on a running Dask cluster, e.g. tcp://10.0.0.5:8786 (default: a local cluster)")
+    s.add_argument("--timeout", type=int, default=Limits.submission_s,
+                   help=f"seconds one submission may take in all (default: {Limits.submission_s})")
+    s.add_argument("--cell-timeout", type=int, default=0,
+                   help="seconds one cell may take (default: ExecutePreprocessor.timeout of nbgrader_config.py)")
+    s.add_argument("--memory", type=int, default=Limits.memory_mb,
+                   help=f"MiB of memory one submission's kernel may use (default: {Limits.memory_mb})")
+    s.add_argument("--force", action="store_true", help="grade every submission again, changed or not")
     s.add_argument("--full", action="store_true", help=f"run full experiments instead of setting {QUICK_ENV}=1")
     s.set_defaults(run=cmd_grade)
 

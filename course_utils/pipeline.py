@@ -87,9 +87,14 @@ class Course:
 
     @classmethod
     def copy_of(cls, repo: Path, dest: Path, labs: Iterable[str]) -> "Course":
-        """A fresh course in `dest` holding the configuration and the given labs' source folders."""
+        """A fresh course in `dest` holding the configuration and the given labs' source folders.
+
+        The copy always keeps its own SQLite gradebook, even when the course's lives on a database server.
+        """
         dest.mkdir(parents=True, exist_ok=True)
-        shutil.copy(repo / CONFIG_FILE, dest / CONFIG_FILE)
+        config = (repo / CONFIG_FILE).read_text()
+        db = (dest / "gradebook.db").resolve()
+        (dest / CONFIG_FILE).write_text(f"{config}\nc.CourseDirectory.db_url = {f'sqlite:///{db}'!r}\n")
         for lab in labs:
             shutil.copytree(repo / "source" / lab, dest / "source" / lab, ignore=shutil.ignore_patterns(
                 ".ipynb_checkpoints", "__pycache__"))
