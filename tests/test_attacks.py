@@ -1,0 +1,90 @@
+"""The L2 step, the projection onto the true sphere, the nearest-error distance and the attack."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from course_utils import attacks, models, spheres
+
+
+def test_l2_step_has_the_requested_length_per_example():
+    X, grad = torch.randn(20, 5), torch.randn(20, 5) * torch.logspace(-3, 3, 20).unsqueeze(1)
+    step = attacks.l2_step(X, grad, 0.05) - X
+    torch.testing.assert_close(step.norm(dim=1), torch.full((20,), 0.05))
+    cosine = F.cosine_similarity(step, grad, dim=1)
+    torch.testing.assert_close(cosine, torch.ones(20))
+
+
+def test_l2_step_leaves_a_zero_gradient_in_place():
+    X = torch.randn(3, 4)
+    grad = torch.randn(3, 4)
+    grad[1] = 0
+    out = attacks.l2_step(X, grad, 0.1)
+    assert torch.equal(out[1], X[1])
+
+
+def test_project_to_sphere_keeps_the_direction_and_uses_the_true_radius():
+    X, y = torch.randn(40, 6), torch.arange(40) % 2
+    P = attacks.project_to_sphere(X, y, (1.0, 1.3))
+    torch.testing.assert_close(P.norm(dim=1), torch.where(y == 1, 1.3, 1.0))
+    torch.testing.assert_close(F.cosine_similarity(P, X, dim=1), torch.ones(40))
+
+
+def test_nearest_error_distance_matches_a_loop():
+    gen = torch.Generator().manual_seed(0)
+    X, path = torch.randn(8, 3, generator=gen), torch.randn(6, 8, 3, generator=gen)
+    wrong = torch.rand(6, 8, generator=gen) < 0.4
+    wrong[:, 0] = False
+    got = attacks.nearest_error_distance(X, path, wrong)
+    for i in range(8):
+        dists = [math.dist(path[t, i].tolist(), X[i].tolist()) for t in range(6) if wrong[t, i]]
+        assert got[i].item() == pytest.approx(min(dists, default=math.inf), rel=1e-5)
+
+
+def test_margin_loss_matches_its_definition():
+    logits, y = torch.randn(10, 4), torch.randint(0, 4, (10,))
+    want = [max(logits[i, j] for j in range(4) if j != y[i]) - logits[i, y[i]] for i in range(10)]
+    torch.testing.assert_close(attacks.margin_loss(logits, y), torch.stack(want))
+
+
+class _CapModel(nn.Module):
+    """Right by radius except on the cap x1 > 0.075 of the inner unit sphere, where it says "outer"."""
+
+    def forward(self, X):
+        score = 2 * (X.norm(dim=1) - 1.15) + 4 * X[:, 0]
+        return torch.stack([torch.zeros_like(score), score], dim=1)
+
+
+def test_sphere_attack_walks_the_great_circle_to_the_nearest_error():
+    X = spheres.sample_sphere(200, 5, seed=0)
+    X = X[X[:, 0] < 0.0]
+    y = torch.zeros(len(X), dtype=torch.int64)
+    step = 0.01
+    path, wrong = attacks.sphere_attack(_CapModel(), X, y, spheres.RADII, step, 400)
+    torch.testing.assert_close(path.norm(dim=2), torch.ones(path.shape[:2]))
+    assert torch.equal(path[0], X)
+    assert (path[1:] - path[:-1]).norm(dim=2).max() <= step + 1e-6
+    # Exact distance from x to the cap {x1 >= t}: the chord between the heights arcsin(x1) and arcsin(t).
+    t = 0.3 / 4
+    angle = torch.asin(torch.tensor(t)) - torch.asin(X[:, 0])
+    exact = 2 * torch.sin(angle / 2)
+    found = attacks.nearest_error_distance(X, path, wrong)
+    assert torch.all(found >= exact - 1e-5)
+    assert torch.all(found <= exact + step)
+
+
+@pytest.mark.parametrize("batchnorm", [False, True])
+def test_sphere_attack_matches_model_predictions_and_restores_the_mode(batchnorm):
+    torch.manual_seed(0)
+    model = models.mlp(4, 16, 2, 2, batchnorm=batchnorm)
+    X, y = spheres.concentric_spheres(64, 4, seed=1)
+    path, wrong = attacks.sphere_attack(model, X, y, spheres.RADII, 0.05, 5, loss="margin")
+    assert model.training
+    model.eval()
+    with torch.no_grad():
+        preds = torch.stack([model(P).argmax(dim=1) for P in path])
+    assert torch.equal(wrong, preds != y)
+    torch.testing.assert_close(path.norm(dim=2), torch.tensor(spheres.RADII)[y].expand(6, -1))
