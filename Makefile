@@ -1,8 +1,8 @@
 # The README's two commands: `make demo` (the main job) and `make test` (what CI runs).
 # Both install what they need first, so they work on a fresh machine.
 PYTHON ?= python3
-# Debian packages the browser tests need; installed when running as root (CI), else skipped with a note.
-SYSTEM_PACKAGES = chromium fonts-dejavu-core fonts-liberation
+# Debian packages the browser tests and the PostgreSQL gradebook test need; installed when running as root (CI), else skipped with a note.
+SYSTEM_PACKAGES = chromium fonts-dejavu-core fonts-liberation postgresql
 
 .PHONY: install system-packages demo test
 

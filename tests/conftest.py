@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import shutil
-import textwrap
 from pathlib import Path
 
 import nbformat
 import pytest
 
+from notebook_cells import cell
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _cell(kind: str, source: str, **nbgrader) -> nbformat.NotebookNode:
-    make = nbformat.v4.new_code_cell if kind == "code" else nbformat.v4.new_markdown_cell
-    cell = make(textwrap.dedent(source).strip())
-    if nbgrader:
-        cell.metadata["nbgrader"] = {"schema_version": 3, **nbgrader}
-    return cell
 
 
 def tiny_lab_notebook() -> nbformat.NotebookNode:
@@ -25,8 +18,8 @@ def tiny_lab_notebook() -> nbformat.NotebookNode:
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.cells = [
-        _cell("markdown", "# Tiny lab"),
-        _cell("code", '''
+        cell("markdown", "# Tiny lab"),
+        cell("code", '''
             def variance(xs):
                 """Unbiased sample variance of a list of numbers."""
                 ### BEGIN SOLUTION
@@ -34,11 +27,11 @@ def tiny_lab_notebook() -> nbformat.NotebookNode:
                 return sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)
                 ### END SOLUTION
             ''', grade=False, solution=True, locked=False, grade_id="variance"),
-        _cell("code", '''
+        cell("code", '''
             """Is the variance of [1, 3] equal to 2?"""
             assert variance([1, 3]) == 2, "variance([1, 3]) should be 2"
             ''', grade=True, solution=False, locked=True, points=1, grade_id="test_variance_visible"),
-        _cell("code", '''
+        cell("code", '''
             """Does variance match statistics.variance on other lists?"""
             ### BEGIN HIDDEN TESTS
             import statistics
@@ -46,7 +39,7 @@ def tiny_lab_notebook() -> nbformat.NotebookNode:
                 assert abs(variance(xs) - statistics.variance(xs)) < 1e-12, f"wrong variance for {xs}"
             ### END HIDDEN TESTS
             ''', grade=True, solution=False, locked=True, points=2, grade_id="test_variance_hidden"),
-        _cell("markdown", "Why divide by n - 1?", grade=True, solution=True, locked=False, points=1,
+        cell("markdown", "Why divide by n - 1?", grade=True, solution=True, locked=False, points=1,
               grade_id="why_n_minus_one", task=False),
     ]
     return nb

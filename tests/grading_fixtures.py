@@ -9,19 +9,11 @@ from pathlib import Path
 import nbformat
 
 from course_utils.pipeline import Course
+from notebook_cells import cell
 
 LAB = "tiny"
 REPO = Path(__file__).resolve().parents[1]
 HIDDEN_MARKER = "hidden-check-7d1f"  # appears only in a hidden test, so a leak of the source is visible
-
-
-def _cell(kind: str, source: str, grade_id: str | None = None, **flags) -> nbformat.NotebookNode:
-    make = nbformat.v4.new_code_cell if kind == "code" else nbformat.v4.new_markdown_cell
-    cell = make(source)
-    if grade_id:
-        cell.metadata["nbgrader"] = {"schema_version": 3, "grade_id": grade_id, "locked": False,
-                                     "solution": False, "grade": False, **flags}
-    return cell
 
 
 def source_notebook() -> nbformat.NotebookNode:
@@ -29,19 +21,19 @@ def source_notebook() -> nbformat.NotebookNode:
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.cells = [
-        _cell("markdown", "# A tiny lab"),
-        _cell("code", "import numpy as np\nimport course_utils as cu"),
-        _cell("code", "def add(a, b):\n    ### BEGIN SOLUTION\n    return a + b\n    ### END SOLUTION",
-              "add", solution=True),
-        _cell("code", '"""Does add add?"""\ngot = add(1, 2)\nassert np.allclose(got, 3), "add(1, 2) should be 3"\n'
+        cell("markdown", "# A tiny lab"),
+        cell("code", "import numpy as np\nimport course_utils as cu"),
+        cell("code", "def add(a, b):\n    ### BEGIN SOLUTION\n    return a + b\n    ### END SOLUTION",
+              grade_id="add", solution=True),
+        cell("code", '"""Does add add?"""\ngot = add(1, 2)\nassert np.allclose(got, 3), "add(1, 2) should be 3"\n'
                       f"### BEGIN HIDDEN TESTS\n# {HIDDEN_MARKER}\n"
                       'cu.checks.check_close(add(np.ones(3), np.ones(3)), 2 * np.ones(3), "add(ones, ones)")\n'
-                      "### END HIDDEN TESTS", "test_add", grade=True, locked=True, points=2),
-        _cell("code", "def double(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION",
-              "double", solution=True),
-        _cell("code", '"""Does double double?"""\nassert double(2) == 4, "double(2) should be 4"\n'
+                      "### END HIDDEN TESTS", grade_id="test_add", grade=True, locked=True, points=2),
+        cell("code", "def double(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION",
+              grade_id="double", solution=True),
+        cell("code", '"""Does double double?"""\nassert double(2) == 4, "double(2) should be 4"\n'
                       "### BEGIN HIDDEN TESTS\nassert double(-3) == -6\n### END HIDDEN TESTS",
-              "test_double", grade=True, locked=True, points=1),
+              grade_id="test_double", grade=True, locked=True, points=1),
     ]
     return nb
 

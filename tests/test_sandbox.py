@@ -53,6 +53,24 @@ def test_processes_and_sockets_are_refused(tmp_path):
     guard("import", ("json", None, [], [], []))  # ordinary events pass
 
 
+
+def test_installed_packages_may_load_their_own_native_libraries(tmp_path):
+    """Can torchvision load its operator library, while libc, a library in the home folder and ctypes calls stay refused?"""
+    import sysconfig
+    from pathlib import Path
+
+    guard = _guard(tmp_path)
+    shipped = Path(sysconfig.get_paths()["platlib"]) / "torchvision" / "_C.so"
+    guard("ctypes.dlopen", (str(shipped),))
+    (tmp_path / "home" / "evil.so").write_bytes(b"")
+    for event, args in [("ctypes.dlopen", (str(tmp_path / "home" / "evil.so"),)), ("ctypes.dlopen", (None,)),
+                        ("ctypes.call_function", (0, ()))]:
+        try:
+            guard(event, args)
+        except SandboxError:
+            continue
+        raise AssertionError(f"{event}{args} was allowed")
+
 def _id(cell):
     return cell.metadata.get("nbgrader", {}).get("grade_id")
 
