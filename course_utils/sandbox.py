@@ -165,6 +165,23 @@ def _callable_state(namespace: dict) -> dict:
                                                                                classmethod, property))}
 
 
+def _settle_lazy_patches() -> None:
+    """Let torch make the changes it makes to its own classes on first use, so they are not taken for tampering.
+
+    Constructing the first optimizer of a class wraps that class's `step` (for the profiler).
+    """
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return
+    dummy = [torch.nn.Parameter(torch.zeros(1))]
+    for value in vars(torch.optim).values():
+        if isinstance(value, type) and issubclass(value, torch.optim.Optimizer) and value is not torch.optim.Optimizer:
+            try:
+                value(dummy)
+            except Exception:  # an optimizer that needs more arguments keeps its lazy patch
+                continue
+
+
 class NameGuard:
     """Remembers the modules, classes and notebook names the tests use, and puts them back."""
 
@@ -176,6 +193,7 @@ class NameGuard:
                 self.modules[name] = importlib.import_module(name)
             except Exception:  # a module this machine lacks cannot be used by the tests either
                 continue
+        _settle_lazy_patches()
         self.module_state = {name: _callable_state(vars(m)) for name, m in self.modules.items()}
         self.classes = {}
         for module in self.modules.values():

@@ -71,6 +71,23 @@ def test_installed_packages_may_load_their_own_native_libraries(tmp_path):
             continue
         raise AssertionError(f"{event}{args} was allowed")
 
+
+def test_torch_patching_its_own_optimizers_is_not_tampering():
+    """Is the first SGD optimizer a test builds (torch then wraps SGD.step itself) not reported as tampering?"""
+    import torch
+
+    from course_utils.sandbox import NameGuard
+
+    guard = NameGuard({"torch": "torch"}, ["torch", "torch.optim"])
+    for optimizer in (torch.optim.SGD, torch.optim.Adam):
+        optimizer([torch.nn.Parameter(torch.zeros(2))], lr=0.1).step()
+    assert guard.changes({"torch": torch, "__builtins__": __builtins__}) == []
+    torch.optim.SGD.step = lambda self, closure=None: None  # a real replacement is still caught
+    try:
+        assert "torch.optim.sgd.SGD.step" in guard.changes({"torch": torch, "__builtins__": __builtins__})
+    finally:
+        guard.restore({"torch": torch})
+
 def _id(cell):
     return cell.metadata.get("nbgrader", {}).get("grade_id")
 
