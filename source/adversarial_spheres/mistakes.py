@@ -2,6 +2,12 @@
 
 MISTAKES = [
     {
+        "name": "divide_by_sqrt_d",
+        "explanation": "Divides the Gaussian vectors by sqrt(d) instead of their norm: lengths are only about right.",
+        "edits": {"sample_sphere": [("Z.norm(dim=1, keepdim=True)", "d ** 0.5")]},
+        "loses": ["test_sample_sphere"],
+    },
+    {
         "name": "cube_then_normalize",
         "explanation": "Samples uniformly in the cube [-1, 1]^d and normalizes: directions pile up towards the corners.",
         "edits": {"sample_sphere": [("torch.randn(n, d, generator=gen)", "2 * torch.rand(n, d, generator=gen) - 1")]},
@@ -11,12 +17,6 @@ MISTAKES = [
         "name": "uniform_in_unit_interval",
         "explanation": "Normalizes torch.rand samples, which are all positive: every coordinate averages above 0.",
         "edits": {"sample_sphere": [("torch.randn(n, d, generator=gen)", "torch.rand(n, d, generator=gen)")]},
-        "loses": ["test_sample_sphere"],
-    },
-    {
-        "name": "divide_by_sqrt_d",
-        "explanation": "Divides the Gaussian vectors by sqrt(d) instead of their norm: lengths are only about right.",
-        "edits": {"sample_sphere": [("Z.norm(dim=1, keepdim=True)", "d ** 0.5")]},
         "loses": ["test_sample_sphere"],
     },
     {

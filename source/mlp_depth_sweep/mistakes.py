@@ -2,6 +2,12 @@
 
 MISTAKES = [
     {
+        "name": "relu_on_logits",
+        "explanation": "applies a ReLU to the logits of the head",
+        "edits": {"mlp": [("return self.head(X)", "return F.relu(self.head(X))")]},
+        "loses": ["test_mlp_forward"],
+    },
+    {
         "name": "batchnorm_before_relu",
         "explanation": "puts BatchNorm between the Linear layer and the ReLU instead of after the ReLU",
         "edits": {"mlp": [(
@@ -10,12 +16,6 @@ MISTAKES = [
             "            X = linear(X)\n            if self.norms is not None:\n"
             "                X = self.norms[i](X)\n            X = F.relu(X)\n",
         )]},
-        "loses": ["test_mlp_forward"],
-    },
-    {
-        "name": "relu_on_logits",
-        "explanation": "applies a ReLU to the logits of the head",
-        "edits": {"mlp": [("return self.head(X)", "return F.relu(self.head(X))")]},
         "loses": ["test_mlp_forward"],
     },
     {
