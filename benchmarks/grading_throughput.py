@@ -1,11 +1,12 @@
 """Throughput of `course grade` against plain sequential `nbgrader autograde` on the same submissions, in one run.
 
-    python benchmarks/grading_throughput.py [--lab conv_shapes] [--students 24] [--workers N]
+    python benchmarks/grading_throughput.py [--lab conv_shapes] [--students 24] [--workers N [N ...]]
 
 Both graders get identical course copies: the lab released, and `--students` submissions cycling through
 the solution, each typical mistake and the untouched release. Prints students per minute for each, the
 ratio, the CPU count and the load average before and after (the numbers mean little on a busy machine),
-and checks that both graders gave every student the same score.
+and checks that both graders gave every student the same score. `course grade` runs once per worker count
+given (default: 1 and all cores), each on its own course copy, to show how it scales.
 """
 
 from __future__ import annotations
@@ -56,24 +57,27 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--lab", default="conv_shapes")
     p.add_argument("--students", type=int, default=24)
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--workers", type=int, nargs="+", default=sorted({1, os.cpu_count() or 1}))
     args = p.parse_args()
     env = {**os.environ, "COURSE_QUICK": "1", "PYTHONPATH": os.pathsep.join(
         [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-grading-") as tmp:
-        plain, ours = (make_class(Path(tmp) / name, args.lab, args.students) for name in ("plain", "course"))
+        plain = make_class(Path(tmp) / "plain", args.lab, args.students)
+        ours = {n: make_class(Path(tmp) / f"course-{n}", args.lab, args.students) for n in args.workers}
         t_plain = timed(["nbgrader", "autograde", args.lab, "--force"], plain.root, env)
-        t_ours = timed([sys.executable, "-m", "course_utils.cli", "--course-dir", str(ours.root), "grade", args.lab,
-                        "--workers", str(args.workers)], ours.root, env)
-        same = scores(plain, args.lab) == scores(ours, args.lab)
+        t_ours = {n: timed([sys.executable, "-m", "course_utils.cli", "--course-dir", str(course.root), "grade",
+                            args.lab, "--workers", str(n)], course.root, env) for n, course in ours.items()}
+        same = all(scores(plain, args.lab) == scores(course, args.lab) for course in ours.values())
     load_after = os.getloadavg()
     rate = lambda seconds: 60 * args.students / seconds
     print(f"{args.students} submissions of {args.lab} (quick mode), {os.cpu_count()} CPUs, "
           f"load average {load_before[0]:.1f} before, {load_after[0]:.1f} after")
     print(f"nbgrader autograde, sequential: {t_plain:6.0f} s  {rate(t_plain):5.1f} students/min")
-    print(f"course grade --workers {args.workers}:      {t_ours:6.0f} s  {rate(t_ours):5.1f} students/min")
-    print(f"speed-up: {t_plain / t_ours:.2f}x; same scores from both: {same}")
+    for n, seconds in t_ours.items():
+        print(f"course grade --workers {n}:      {seconds:6.0f} s  {rate(seconds):5.1f} students/min  "
+              f"speed-up {t_plain / seconds:.2f}x")
+    print(f"same scores from every run: {same}")
 
 
 if __name__ == "__main__":

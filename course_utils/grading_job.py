@@ -28,6 +28,7 @@ from pathlib import Path
 import nbformat
 from nbgrader.preprocessors import Execute
 
+from . import kernel_fork
 from .sandbox import OUTPUT_LIMIT_BYTES, POLICY_ENV, SandboxPolicy, cell_hash
 
 SANDBOX_PREFIX = "course-grade-"
@@ -235,7 +236,7 @@ def _grade_in(tmp: Path, job: GradeJob, submitted: nbformat.NotebookNode, result
     (course / "gradebook.db").write_bytes(job.gradebook)
     nbformat.write(rebuild(submitted, nbformat.reads(job.release, as_version=4)), folder / f"{job.lab}.ipynb")
     (tmp / "jupyter" / "kernels" / "python3" / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "course_utils.sandbox", "-f", "{connection_file}"],
+        "argv": [sys.executable, kernel_fork.__file__, "-f", "{connection_file}"],
         "display_name": "Python 3 (grading sandbox)", "language": "python"}))
     policy = SandboxPolicy(
         home=str(home), writable=[str(scratch)], readable=job.readable,
@@ -341,6 +342,7 @@ def _exit_with_parent(parent: int) -> None:
 def serve(parent: int, idle_s: float = 600) -> None:
     """Grade each job folder named on stdin, answering `done FOLDER`; exit on EOF, after `idle_s` idle, or when
     the process `parent` that started this one is gone."""
+    _start_zygote()
     base_env = dict(os.environ)
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     while select.select([sys.stdin], [], [], idle_s)[0]:
@@ -357,6 +359,15 @@ def serve(parent: int, idle_s: float = 600) -> None:
         except Exception as err:  # reported to the driver as this submission's failure, then keep serving
             (tmp / "result.json").write_text(json.dumps({"failure": f"nbgrader failed: {err}"[:300]}))
         print(f"done {tmp}", flush=True)
+
+
+def _start_zygote() -> None:
+    """Start this grading process's kernel zygote (see `kernel_fork`); kernels find it through the environment."""
+    path = Path(tempfile.mkdtemp(prefix="course-zygote-")) / "zygote.sock"
+    subprocess.Popen([sys.executable, "-m", "course_utils.kernel_fork", str(path), str(os.getpid())],
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                     env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+    os.environ[kernel_fork.SOCKET_ENV] = str(path)
 
 
 def _child(tmp: Path) -> None:

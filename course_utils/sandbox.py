@@ -168,18 +168,18 @@ def _callable_state(namespace: dict) -> dict:
 def _settle_lazy_patches() -> None:
     """Let torch make the changes it makes to its own classes on first use, so they are not taken for tampering.
 
-    Constructing the first optimizer of a class wraps that class's `step` (for the profiler).
+    Constructing the first optimizer of a class wraps that class's `step` (for the profiler). The wrapping
+    is applied to a bare instance of each class: a real constructor would import torch's compiler, which
+    costs every grading kernel more than a second.
     """
     torch = sys.modules.get("torch")
-    if torch is None:
+    patch = getattr(getattr(torch, "optim", None), "Optimizer", None)
+    patch = getattr(patch, "_patch_step_function", None)
+    if patch is None:
         return
-    dummy = [torch.nn.Parameter(torch.zeros(1))]
     for value in vars(torch.optim).values():
         if isinstance(value, type) and issubclass(value, torch.optim.Optimizer) and value is not torch.optim.Optimizer:
-            try:
-                value(dummy)
-            except Exception:  # an optimizer that needs more arguments keeps its lazy patch
-                continue
+            patch(value.__new__(value))
 
 
 class NameGuard:
@@ -203,6 +203,22 @@ class NameGuard:
         self.aliases = {name: self._resolve(target) for name, target in aliases.items()}
         self.aliases = {k: v for k, v in self.aliases.items() if v is not None}
         self.sys_hooks = (sys.excepthook, sys.displayhook, sys.stdout, sys.stderr)
+        torch = self.modules.get("torch")
+        self._torch_wrapper = torch._disable_dynamo(len).__code__ if hasattr(torch, "_disable_dynamo") else None
+
+    def _same(self, now: object, then: object) -> bool:
+        """`now` is `then`, or torch's own compiler-disabling wrapper around it.
+
+        torch wraps `torch.manual_seed` so when it first imports its compiler (the first optimizer does);
+        the wrapper is recognised by its code object and the function it closes over, which cannot be faked.
+        """
+        if now is then:
+            return True
+        code = getattr(now, "__code__", None)
+        if code is None or code is not self._torch_wrapper:
+            return False
+        closed = dict(zip(code.co_freevars, (cell.cell_contents for cell in now.__closure__ or ())))
+        return closed.get("fn") is then
 
     def _resolve(self, target: str):
         module_name, _, attribute = target.partition(":")
@@ -215,13 +231,13 @@ class NameGuard:
         """Names that differ from the remembered ones: `torch.allclose`, `cu`, `torch.Tensor.__eq__`..."""
         found = [f"sys.modules[{n!r}]" for n, m in self.modules.items() if sys.modules.get(n) is not m]
         for name, module in self.modules.items():
-            found += [f"{name}.{k}" for k, v in self.module_state[name].items() if vars(module).get(k) is not v]
+            found += [f"{name}.{k}" for k, v in self.module_state[name].items() if not self._same(vars(module).get(k), v)]
         for cls, state in self.classes.items():
             now = vars(cls)
             found += [f"{cls.__module__}.{cls.__qualname__}.{k}" for k, v in state.items() if now.get(k) is not v]
             found += [f"{cls.__module__}.{cls.__qualname__}.{k}" for k, v in now.items()
                       if k not in state and callable(v) and not k.startswith("_abc")]
-        found += [name for name, value in self.aliases.items() if user_ns.get(name) is not value]
+        found += [name for name, value in self.aliases.items() if not self._same(user_ns.get(name), value)]
         if user_ns.get("__builtins__") not in (builtins, vars(builtins)):
             found.append("__builtins__")
         return found
@@ -231,7 +247,7 @@ class NameGuard:
         sys.modules.update(self.modules)
         for name, module in self.modules.items():
             for key, value in self.module_state[name].items():
-                if vars(module).get(key) is not value:
+                if not self._same(vars(module).get(key), value):
                     vars(module)[key] = value
         for cls, state in self.classes.items():
             now = dict(vars(cls))
@@ -241,7 +257,7 @@ class NameGuard:
             for key, value in now.items():
                 if key not in state and callable(value) and not key.startswith("_abc"):
                     _try_setattr(cls, key, None, delete=True)
-        user_ns.update(self.aliases)
+        user_ns.update({k: v for k, v in self.aliases.items() if not self._same(user_ns.get(k), v)})
         user_ns["__builtins__"] = builtins
         sys.excepthook, sys.displayhook, sys.stdout, sys.stderr = self.sys_hooks
         sys.settrace(None)
