@@ -16,6 +16,7 @@ import json
 import os
 import re
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -342,8 +343,8 @@ def _exit_with_parent(parent: int) -> None:
 def serve(parent: int, idle_s: float = 600) -> None:
     """Grade each job folder named on stdin, answering `done FOLDER`; exit on EOF, after `idle_s` idle, or when
     the process `parent` that started this one is gone."""
-    _start_zygote()
     base_env = dict(os.environ)
+    zygote = _Zygote()
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     while select.select([sys.stdin], [], [], idle_s)[0]:
         line = sys.stdin.readline()
@@ -352,7 +353,7 @@ def serve(parent: int, idle_s: float = 600) -> None:
         tmp = _current["tmp"] = Path(line.strip())
         env = json.loads((tmp / "job.json").read_text())["env"]
         os.environ.clear()
-        os.environ.update({**base_env, **env})
+        os.environ.update({**base_env, **zygote.env(), **env})
         tempfile.tempdir = None  # read TMPDIR afresh: each job has its own
         try:
             _child(tmp)
@@ -361,13 +362,36 @@ def serve(parent: int, idle_s: float = 600) -> None:
         print(f"done {tmp}", flush=True)
 
 
-def _start_zygote() -> None:
-    """Start this grading process's kernel zygote (see `kernel_fork`); kernels find it through the environment."""
-    path = Path(tempfile.mkdtemp(prefix="course-zygote-")) / "zygote.sock"
-    subprocess.Popen([sys.executable, "-m", "course_utils.kernel_fork", str(path), str(os.getpid())],
-                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                     env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
-    os.environ[kernel_fork.SOCKET_ENV] = str(path)
+class _Zygote:
+    """This grading process's kernel zygote (see `kernel_fork`), started with it and restarted once if it dies.
+
+    Linux only: forking a process that has loaded torch is not safe on macOS, and Windows cannot fork.
+    """
+
+    def __init__(self):
+        self.process: subprocess.Popen | None = None
+        self.path = ""
+        self.starts = 0
+        self._start()
+
+    def _start(self) -> None:
+        if self.path:  # a zygote that died leaves its socket behind
+            shutil.rmtree(Path(self.path).parent, ignore_errors=True)
+        self.process, self.path = None, ""
+        if not sys.platform.startswith("linux") or self.starts >= 2:
+            return  # kernels start the ordinary way
+        self.starts += 1
+        self.path = str(Path(tempfile.mkdtemp(prefix="course-zygote-")) / "zygote.sock")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "course_utils.kernel_fork", self.path, str(os.getpid())],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+
+    def env(self) -> dict[str, str]:
+        """What the next kernel's stand-in needs to find a live zygote (nothing when there is none)."""
+        if self.process is not None and self.process.poll() is not None:
+            self._start()
+        return {kernel_fork.SOCKET_ENV: self.path} if self.path else {}
 
 
 def _child(tmp: Path) -> None:

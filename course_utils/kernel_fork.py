@@ -6,7 +6,7 @@ modules once and forks a fresh, sandboxed kernel for each submission. nbgrader l
 through a small stand-in (`python .../kernel_fork.py -f CONNECTION_FILE`, run as a script so that it
 imports nothing heavy): it hands its standard streams, environment and folder to the zygote, forwards
 interrupts to the forked kernel and exits with it; if the stand-in is killed, the kernel dies too.
-Without a zygote the stand-in simply becomes an ordinary sandbox kernel (`course_utils.sandbox`).
+Without a zygote (grading starts one on Linux only) the stand-in becomes an ordinary sandbox kernel.
 """
 
 from __future__ import annotations

@@ -113,7 +113,7 @@ class _Stack:
     Activations are laid out (M, units, batch), so BatchNorm of every model's units is one
     `native_batch_norm` over M * units contiguous rows. Backpropagation is written out instead of
     left to autograd, and each weight's update is fused into the product that computes it: with tiny
-    layers the time goes into per-operation overhead, and this halves the number of operations.
+    layers the time goes into per-operation overhead, so fewer operations win.
     """
 
     def __init__(self, models: list[nn.Sequential]):

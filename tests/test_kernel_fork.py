@@ -15,6 +15,7 @@ from jupyter_client import KernelManager
 from jupyter_client.kernelspec import KernelSpecManager
 
 from course_utils import kernel_fork
+from course_utils.grading_job import _Zygote
 from course_utils.sandbox import POLICY_ENV, SandboxPolicy
 
 
@@ -69,7 +70,7 @@ def _alive(pid: int) -> bool:
     return Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="forking kernels needs POSIX")
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="grading kernels are forked on Linux only")
 def test_a_forked_kernel_has_its_stand_ins_folder_and_environment_and_fresh_randomness(tmp_path, zygote):
     km, pid_file = _start(tmp_path, zygote)
     try:
@@ -90,7 +91,7 @@ def test_a_forked_kernel_has_its_stand_ins_folder_and_environment_and_fresh_rand
         km.shutdown_kernel(now=True)
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="forking kernels needs POSIX")
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="grading kernels are forked on Linux only")
 def test_interrupts_reach_the_forked_kernel_and_it_dies_with_its_stand_in(tmp_path, zygote):
     km, pid_file = _start(tmp_path, zygote)
     try:
@@ -121,3 +122,16 @@ def test_without_a_zygote_the_stand_in_becomes_an_ordinary_sandbox_kernel(tmp_pa
         assert int(pid_file.read_text()) == km.provisioner.process.pid
     finally:
         km.shutdown_kernel(now=True)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="grading kernels are forked on Linux only")
+def test_a_dead_zygote_is_replaced_once_then_kernels_start_the_ordinary_way():
+    zygote = _Zygote()
+    first = zygote.env()[kernel_fork.SOCKET_ENV]
+    zygote.process.kill()
+    zygote.process.wait()
+    second = zygote.env()[kernel_fork.SOCKET_ENV]
+    assert second != first and not Path(first).parent.exists(), "the dead zygote's socket folder should be gone"
+    zygote.process.kill()
+    zygote.process.wait()
+    assert zygote.env() == {}
