@@ -18,6 +18,7 @@ from pathlib import Path
 
 import nbformat
 from nbgrader.api import Gradebook, MissingEntry
+from nbgrader.preprocessors import AssignLatePenalties
 from tqdm.auto import tqdm
 
 from .grading_job import GradeJob, JobResult, Limits, import_aliases, nbgrader_id, run_job, submodules_used
@@ -150,6 +151,7 @@ def grade_lab(course: Course, lab: str, students: list[str] | None = None, *, wo
             threads=1 if scheduler else max(1, (os.cpu_count() or 1) // workers)), print_)
     if jobs:
         _run(course, lab, jobs, workers, scheduler, progress, outcomes)
+    apply_due_date(course, lab, [s for s in students if s in outcomes])
     ordered = [outcomes[s] for s in students if s in outcomes]
     write_summary(course, lab, ordered, bundle.order)
     return ordered
@@ -200,12 +202,10 @@ def record(course: Course, lab: str, result: JobResult, fingerprint: str) -> Gra
     feedback.parent.mkdir(parents=True, exist_ok=True)
     feedback.write_text(result.feedback)
     scores = {g["name"]: g for g in result.grades}
-    folder = course.root / "submitted" / result.student / lab
-    timestamp = course.coursedir.get_existing_timestamp(str(folder)) if folder.is_dir() else None
     tests = []
     with Gradebook(course.coursedir.db_url, course.coursedir.course_id) as gb:
         gb.update_or_create_student(result.student)
-        gb.update_or_create_submission(lab, result.student, **({"timestamp": timestamp} if timestamp else {}))
+        gb.update_or_create_submission(lab, result.student)
         notebook = gb.find_submission_notebook(lab, lab, result.student)
         for grade in notebook.grades:
             got = scores.get(grade.name)
@@ -230,6 +230,35 @@ def record(course: Course, lab: str, result: JobResult, fingerprint: str) -> Gra
         "fingerprint": fingerprint, "failure": result.failure, "notes": result.notes, "worker": result.worker,
         "runtime_s": result.runtime_s, "tests": [asdict(t) for t in tests]})
     return outcome
+
+
+def apply_due_date(course: Course, lab: str, students: list[str]) -> None:
+    """Record each submission's time (`timestamp.txt`) and set its late penalty from the lab's due date in the
+    gradebook, with nbgrader's late-submission plugin (`c.LateSubmissionPlugin.penalty_method`), as
+    `nbgrader autograde` does. Done for reused grades too, so a changed due date needs no regrading."""
+    assigner = AssignLatePenalties(config=course.config)
+    assigner.init_plugin()
+    with Gradebook(course.coursedir.db_url, course.coursedir.course_id) as gb:
+        for student in students:
+            try:
+                submission = gb.find_submission(lab, student)
+            except MissingEntry:
+                continue
+            folder = course.root / "submitted" / student / lab
+            timestamp = course.coursedir.get_existing_timestamp(str(folder)) if folder.is_dir() else None
+            if timestamp:
+                submission.timestamp = timestamp
+        gb.db.commit()  # total_seconds_late and the scores are computed by the database
+        for student in students:
+            try:
+                submission = gb.find_submission(lab, student)
+            except MissingEntry:
+                continue
+            late = submission.total_seconds_late
+            for notebook in submission.notebooks:
+                penalty = assigner.plugin_inst.late_submission_penalty(student, notebook.score, late) if late > 0 else None
+                notebook.late_submission_penalty = None if penalty is None else min(max(penalty, 0.0), notebook.score)
+        gb.db.commit()
 
 
 def _save_state(path: Path, data: dict) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 import nbformat
 import pytest
@@ -112,3 +113,22 @@ def test_rerun_grades_only_what_changed_and_keeps_earlier_grades(graded):
     assert after["good"].result.auto_score == 3 and json.loads((state / "good.json").read_text())["failure"] is None
     with Gradebook(course.coursedir.db_url, course.coursedir.course_id) as gb:
         assert gb.find_submission_notebook(LAB, LAB, "reordered").score == 3
+
+
+def test_late_submissions_lose_what_the_late_policy_says_and_a_new_due_date_needs_no_regrading(tmp_path):
+    course = make_course(tmp_path, 'c.LateSubmissionPlugin.penalty_method = "zero"')
+    good = submissions(course)["good"]
+    submit(course, {"on_time": good, "late": good})
+    for student, when in [("on_time", "2026-01-01 10:00:00.000000 UTC"), ("late", "2026-01-03 10:00:00.000000 UTC")]:
+        (course.root / "submitted" / student / LAB / "timestamp.txt").write_text(when)
+    with Gradebook(course.coursedir.db_url, course.coursedir.course_id) as gb:
+        gb.update_or_create_assignment(LAB, duedate=datetime(2026, 1, 2))
+    grade_lab(course, LAB, workers=1, limits=LIMITS, progress=False)
+    with Gradebook(course.coursedir.db_url, course.coursedir.course_id) as gb:
+        assert gb.find_submission(LAB, "on_time").late_submission_penalty == 0
+        assert gb.find_submission(LAB, "late").late_submission_penalty == 3  # "zero": late work scores nothing
+        gb.update_or_create_assignment(LAB, duedate=datetime(2026, 1, 4))
+    again = grade_lab(course, LAB, workers=1, limits=LIMITS, progress=False)
+    assert all(o.reused for o in again)
+    with Gradebook(course.coursedir.db_url, course.coursedir.course_id) as gb:
+        assert gb.find_submission(LAB, "late").late_submission_penalty == 0
