@@ -133,3 +133,23 @@ def test_classify_names_the_limit_each_cell_hit():
     notes = classify(nb, Limits(cell_s=7, memory_mb=100))
     assert [n.split(":")[0] for n in notes] == ["cell time limit", "memory limit", "forbidden action"]
     assert "7 s" in notes[0] and "100 MiB" in notes[1]
+
+
+def test_torchs_own_first_use_patches_are_not_tampering_but_a_lookalike_is():
+    """torch wraps `manual_seed` when it imports its compiler and hooks `Optimizer.step` on first use."""
+    import torch
+
+    from course_utils.sandbox import NameGuard
+
+    guard = NameGuard({}, ["torch.optim"])
+    original = torch.manual_seed
+    try:
+        torch.optim.Adagrad([torch.nn.Parameter(torch.zeros(1))])
+        torch.manual_seed = torch._disable_dynamo(original)  # what importing torch._dynamo does
+        assert not {c for c in guard.changes({}) if c.startswith("torch.")}
+        fake = torch._disable_dynamo(lambda seed: None)
+        fake.__wrapped__ = original
+        torch.manual_seed = fake
+        assert "torch.manual_seed" in guard.changes({})
+    finally:
+        torch.manual_seed = original
