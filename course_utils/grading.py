@@ -248,12 +248,6 @@ def apply_due_date(course: Course, lab: str, students: list[str]) -> None:
             timestamp = course.coursedir.get_existing_timestamp(str(folder)) if folder.is_dir() else None
             if timestamp:
                 submission.timestamp = timestamp
-        gb.db.commit()  # total_seconds_late and the scores are computed by the database
-        for student in students:
-            try:
-                submission = gb.find_submission(lab, student)
-            except MissingEntry:
-                continue
             late = submission.total_seconds_late
             for notebook in submission.notebooks:
                 penalty = assigner.plugin_inst.late_submission_penalty(student, notebook.score, late) if late > 0 else None

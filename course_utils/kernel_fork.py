@@ -101,19 +101,22 @@ def serve(path: str, parent: int) -> None:
 def _fork(conn: socket.socket, listener: socket.socket, kernels: dict[int, socket.socket]) -> int:
     """Receive a stand-in's request and fork the kernel for it; returns the kernel's pid."""
     data, fds, _, _ = socket.recv_fds(conn, 1 << 16, 4)
-    if len(fds) != 4 or len(data) < 8:
+    try:
+        if len(fds) != 4 or len(data) < 8:
+            raise ValueError("a malformed request")
+        size = int.from_bytes(data[:8], "big")
+        data = data[8:]
+        while len(data) < size:
+            more = conn.recv(size - len(data))
+            if not more:
+                raise ValueError("a truncated request")
+            data += more
+        request = json.loads(data)
+        pid = os.fork()
+    except BaseException:
         for fd in fds:
             os.close(fd)
-        raise ValueError("a malformed request")
-    size = int.from_bytes(data[:8], "big")
-    data = data[8:]
-    while len(data) < size:
-        more = conn.recv(size - len(data))
-        if not more:
-            raise ValueError("a truncated request")
-        data += more
-    request = json.loads(data)
-    pid = os.fork()
+        raise
     if pid:
         for fd in fds:
             os.close(fd)

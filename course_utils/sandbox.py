@@ -172,14 +172,13 @@ def _settle_lazy_patches() -> None:
     is applied to a bare instance of each class: a real constructor would import torch's compiler, which
     costs every grading kernel more than a second.
     """
-    torch = sys.modules.get("torch")
-    patch = getattr(getattr(torch, "optim", None), "Optimizer", None)
-    patch = getattr(patch, "_patch_step_function", None)
-    if patch is None:
+    optim = getattr(sys.modules.get("torch"), "optim", None)
+    optimizer = getattr(optim, "Optimizer", None)
+    if not hasattr(optimizer, "_patch_step_function"):
         return
-    for value in vars(torch.optim).values():
-        if isinstance(value, type) and issubclass(value, torch.optim.Optimizer) and value is not torch.optim.Optimizer:
-            patch(value.__new__(value))
+    for value in list(vars(optim).values()):
+        if isinstance(value, type) and issubclass(value, optimizer) and value is not optimizer:
+            optimizer._patch_step_function(value.__new__(value))
 
 
 class NameGuard:
