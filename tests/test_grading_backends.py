@@ -18,8 +18,8 @@ import nbformat
 import pytest
 from nbgrader.api import Gradebook
 
-from course_utils.grading import grade_lab
-from course_utils.grading_job import Limits
+from course_utils.grading.classroom import grade_lab
+from course_utils.grading.jobs import Limits
 from grading_fixtures import LAB, make_course, submissions, submit
 
 LIMITS = Limits(cell_s=60, submission_s=180)

@@ -9,9 +9,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course_utils.cli import main
-from course_utils.pipeline import Course, CourseError, find_course_root, notebook_errors, same_release
-from course_utils.validation import validate
+from course_utils.grading.cli import main
+from course_utils.grading.course import Course, CourseError, find_course_root, notebook_errors, same_release
+from course_utils.grading.pool import GradingPool
+from course_utils.grading.validation import validate
 
 
 def test_release_strips_solutions_hidden_tests_and_mistakes(tiny_course: Path):
@@ -29,7 +30,8 @@ def test_validate_accepts_a_correct_lab_and_each_mistake_loses_its_tests(tiny_co
     """Does validation give the solution full marks, the untouched release zero, and the mistake exactly its tests?"""
     course = Course(tiny_course)
     course.release("tiny")
-    (report,) = validate(course, ["tiny"], workers=2)
+    with GradingPool(2) as pool:
+        (report,) = validate(course, ["tiny"], pool)
     assert report.problems == []
     assert (report.reference.auto_score, report.reference.max_auto_score) == (3, 3)
     assert report.untouched.auto_score == 0
@@ -50,7 +52,8 @@ def test_validate_reports_a_stale_release_a_wrong_mistake_and_a_failing_solution
     source.cells[1].source = source.cells[1].source.replace("(len(xs) - 1)", "(len(xs) - 1) + 0.0 * xs[0]")
     source.cells[2].source = source.cells[2].source.replace("== 2", "== 3")  # a wrong visible test
     nbformat.write(source, course.source_notebook("tiny"))
-    (report,) = validate(course, ["tiny"], workers=2)
+    with GradingPool(2) as pool:
+        (report,) = validate(course, ["tiny"], pool)
     text = "\n".join(report.problems)
     assert "release/ is stale" in text and "course release tiny" in text
     assert "mistake 'biased' should lose exactly ['test_variance_visible']" in text

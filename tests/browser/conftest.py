@@ -17,7 +17,7 @@ import pytest
 
 import lab_notebooks as ln
 import lab_server as ls
-from course_utils.pipeline import Course
+from course_utils.grading.course import Course
 
 SCREENSHOTS = ln.REPO / "build" / "screenshots"
 SERVER_LOG = SCREENSHOTS / "jupyter-server.log"

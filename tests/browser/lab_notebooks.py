@@ -8,7 +8,7 @@ from pathlib import Path
 
 import nbformat
 
-from course_utils.pipeline import Course
+from course_utils.grading.course import Course
 
 REPO = Path(__file__).resolve().parents[2]
 PLOTLY_LAB = "bn_from_scratch"  # the lab whose figure must be an interactive plotly chart

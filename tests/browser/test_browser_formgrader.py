@@ -7,7 +7,7 @@ import re
 import pytest
 
 import lab_notebooks as ln
-from course_utils.pipeline import Course, SubmissionResult
+from course_utils.grading.course import Course, SubmissionResult
 from lab_server import require_browser
 
 require_browser()

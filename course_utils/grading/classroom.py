@@ -1,16 +1,16 @@
-"""Autograde a whole class: submissions graded in parallel (Dask), results written by one writer, runs resumable.
+"""Autograde a whole class: submissions graded in parallel, results written by one writer, runs resumable.
 
-`grade_lab` builds one self-contained `GradeJob` per changed submission, hands the jobs to Dask (a
-local cluster on this machine, or a running scheduler on a cluster), and as each result comes back
-writes it to the nbgrader gradebook, `autograded/` and `feedback/`, then records it under
-`grading/<lab>/state/` so an interrupted or repeated run grades only what is new.
+`grade_lab` builds one self-contained `GradeJob` per changed submission, hands the jobs to a
+`GradingPool` (local threads, or a Dask cluster), and as each result comes back writes it to the
+nbgrader gradebook, `autograded/` and `feedback/`, then records it under `grading/<lab>/state/` so an
+interrupted or repeated run grades only what is new.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
-import logging
 import os
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -21,9 +21,10 @@ from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.preprocessors import AssignLatePenalties
 from tqdm.auto import tqdm
 
-from .grading_job import GradeJob, JobResult, Limits, import_aliases, nbgrader_id, run_job, submodules_used
-from .pipeline import Course, CourseError, SubmissionResult, TestResult
-from .runtime import QUICK_ENV
+from ..runtime import QUICK_ENV
+from .course import Course, CourseError, SubmissionResult, TestResult
+from .jobs import GradeJob, JobResult, Limits, import_aliases, nbgrader_id
+from .pool import GradingPool
 
 DATA_ENV = "COURSE_DATA_ROOT"
 
@@ -35,24 +36,23 @@ class GradeOutcome:
     student: str
     result: SubmissionResult | None
     failure: str | None = None  # "kind: details"
-    notes: list[str] = field(default_factory=list)  # limits hit by single cells, tampering caught...
+    notes: list[str] = field(default_factory=list)  # limits hit, the kernel lost...
     reused: bool = False  # unchanged since an earlier run, so not graded again
+    isolated: bool = True  # graded in a sandbox (False only under --no-isolation)
 
 
 @dataclass
 class LabBundle:
-    """What every job of one lab shares: the release, a gradebook made from it, its tests and imports."""
+    """What every job of one lab shares: the release, its tests (hidden parts included) and its import names."""
 
     lab: str
     release: str
-    gradebook: bytes
     tests: dict[str, str]
     aliases: dict[str, str]
-    modules: list[str]
     order: list[str]  # autograded test ids in notebook order
 
-    def fingerprint(self, limits: Limits, env: dict[str, str]) -> str:
-        blob = json.dumps([self.release, self.tests, asdict(limits), sorted(env.items())], sort_keys=True)
+    def fingerprint(self, limits: Limits, env: dict[str, str], isolated: bool) -> str:
+        blob = json.dumps([self.release, self.tests, asdict(limits), sorted(env.items()), isolated], sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -62,16 +62,17 @@ def lab_bundle(course: Course, lab: str) -> LabBundle:
         fresh = Course.copy_of(course.root, Path(tmp), [lab])
         fresh.release(lab)
         release = fresh.release_notebook(lab).read_text()
-        db = Path(tmp) / "gradebook.db"
-        gradebook = db.read_bytes()
         source = nbformat.read(fresh.source_notebook(lab), as_version=4)
+    return bundle_from(lab, source, release)
+
+
+def bundle_from(lab: str, source: nbformat.NotebookNode, release: str) -> LabBundle:
+    """The bundle of a lab whose source notebook and release (JSON) are at hand."""
     tests = {nbgrader_id(c): c.source for c in source.cells if c.cell_type == "code" and nbgrader_id(c)
              and c.metadata["nbgrader"].get("grade") and not c.metadata["nbgrader"].get("solution")}
     plain = [c.source for c in source.cells if c.cell_type == "code" and not c.metadata.get("nbgrader", {}).get(
         "solution")]
-    aliases = import_aliases(plain)
-    modules = submodules_used(plain + list(tests.values()), aliases)
-    return LabBundle(lab, release, gradebook, tests, aliases, modules, list(tests))
+    return LabBundle(lab, release, tests, import_aliases(plain), list(tests))
 
 
 def _check_gradebook(course: Course, bundle: LabBundle) -> None:
@@ -88,12 +89,20 @@ def _check_gradebook(course: Course, bundle: LabBundle) -> None:
                           f"since the release; run `course release {bundle.lab}`.")
 
 
-def _kernel_env() -> dict[str, str]:
+def kernel_env() -> dict[str, str]:
     """Settings the grading kernels must see on every machine (the data folder made absolute)."""
     env = {k: os.environ[k] for k in (QUICK_ENV, DATA_ENV) if k in os.environ}
     if DATA_ENV in env:
         env[DATA_ENV] = str(Path(env[DATA_ENV]).resolve())
     return env
+
+
+def make_job(course: Course, bundle: LabBundle, student: str, submission: bytes, limits: Limits,
+             pool: GradingPool) -> GradeJob:
+    """The self-contained job that grades `submission` as `student`'s work on the bundle's lab."""
+    return GradeJob(lab=bundle.lab, student=student, submission=submission, release=bundle.release,
+                    tests=bundle.tests, aliases=bundle.aliases, limits=limits, env=kernel_env(),
+                    denied=[str(course.root)], threads=pool.threads, isolated=pool.isolated)
 
 
 def _state_dir(course: Course, lab: str) -> Path:
@@ -104,90 +113,56 @@ def _fingerprint(lab_print: str, submission: bytes) -> str:
     return hashlib.sha256(lab_print.encode() + hashlib.sha256(submission).digest()).hexdigest()
 
 
-def _client(workers: int, scheduler: str | None):
-    """A Dask client: to the scheduler at `scheduler`, or to a local cluster of `workers` threads."""
-    from distributed import Client, LocalCluster
-
-    if scheduler:
-        try:
-            return Client(scheduler, timeout="20s")
-        except OSError as err:
-            raise CourseError(f"Cannot reach the Dask scheduler at {scheduler}: {err}") from None
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=False, dashboard_address=None,
-                           silence_logs=logging.ERROR)
-    return Client(cluster)
+def default_limits(course: Course) -> Limits:
+    return Limits(cell_s=int(course.config.ExecutePreprocessor.get("timeout", Limits.cell_s)))
 
 
-def grade_lab(course: Course, lab: str, students: list[str] | None = None, *, workers: int | None = None,
-              scheduler: str | None = None, limits: Limits | None = None, force: bool = False,
-              progress: bool = True) -> list[GradeOutcome]:
+def grade_lab(course: Course, lab: str, students: list[str] | None = None, *, pool: GradingPool | None = None,
+              workers: int | None = None, scheduler: str | None = None, limits: Limits | None = None,
+              force: bool = False, progress: bool = True, isolated: bool = True) -> list[GradeOutcome]:
     """Autograde `submitted/*/<lab>/` in parallel, each submission alone in a sandbox; a broken one never stops
-    the rest. Submissions graded before with the same lab and limits are reused unless `force`."""
+    the rest. Runs in `pool`, or in a pool opened for this call (`workers` threads here, or `scheduler`).
+    Submissions graded before with the same lab, limits and isolation are reused unless `force`."""
+    if pool is None:
+        with GradingPool(workers, scheduler, isolated) as own:
+            return grade_lab(course, lab, students, pool=own, limits=limits, force=force, progress=progress)
     students = students if students is not None else course.submitted_students(lab)
     if not students:
         raise CourseError(f"Nothing to grade: no folder submitted/<student>/{lab}/ in {course.root}.")
-    workers = max(1, workers or os.cpu_count() or 1)
-    limits = limits or Limits(cell_s=int(course.config.ExecutePreprocessor.get("timeout", Limits.cell_s)))
+    limits = limits or default_limits(course)
     bundle = lab_bundle(course, lab)
     _check_gradebook(course, bundle)
-    env = _kernel_env()
-    lab_print = bundle.fingerprint(limits, env)
+    lab_print = bundle.fingerprint(limits, kernel_env(), pool.isolated)
     state = _state_dir(course, lab)
     outcomes: dict[str, GradeOutcome] = {}
-    jobs: dict[str, tuple[GradeJob, str]] = {}
+    jobs: dict[str, GradeJob] = {}
+    prints: dict[str, str] = {}
     for student in students:
         path = course.root / "submitted" / student / lab / f"{lab}.ipynb"
         submission = path.read_bytes() if path.is_file() else b""
-        print_ = _fingerprint(lab_print, submission)
+        prints[student] = _fingerprint(lab_print, submission)
         saved = _load_state(state / f"{student}.json")
-        if not force and saved is not None and saved["fingerprint"] == print_:
+        if not force and saved is not None and saved["fingerprint"] == prints[student]:
             outcomes[student] = _outcome_from_state(student, lab, saved)
             continue
-        jobs[student] = (GradeJob(
-            lab=lab, student=student, course_id=course.coursedir.course_id, submission=submission,
-            release=bundle.release, gradebook=bundle.gradebook, tests=bundle.tests, aliases=bundle.aliases,
-            modules=bundle.modules,
-            limits=limits, env=env, denied=[str(course.root)], readable=_readable(course),
-            threads=1 if scheduler else max(1, (os.cpu_count() or 1) // workers)), print_)
+        jobs[student] = make_job(course, bundle, student, submission, limits, pool)
     if jobs:
-        _run(course, lab, jobs, workers, scheduler, progress, outcomes)
+        bar = tqdm(total=len(jobs), desc=f"grading {lab}", unit="student", disable=not progress)
+
+        def done(student: str, result: JobResult) -> None:
+            outcomes[student] = record(course, lab, result, prints[student])
+            bar.update()
+            if result.failure:
+                bar.write(f"{student}: not graded ({result.failure})")
+
+        try:
+            pool.run(jobs, done)
+        finally:
+            bar.close()
     apply_due_date(course, lab, [s for s in students if s in outcomes])
     ordered = [outcomes[s] for s in students if s in outcomes]
     write_summary(course, lab, ordered, bundle.order)
     return ordered
-
-
-def _readable(course: Course) -> list[str]:
-    """Folders inside the course that grading kernels may read: the course_utils package and the releases."""
-    package = Path(__file__).resolve().parent
-    return [str(package), str(course.root / "release")] + (
-        [str(Path(os.environ[DATA_ENV]).resolve())] if DATA_ENV in os.environ else [])
-
-
-def _run(course: Course, lab: str, jobs: dict[str, tuple[GradeJob, str]], workers: int, scheduler: str | None,
-         progress: bool, outcomes: dict[str, GradeOutcome]) -> None:
-    from distributed import as_completed
-
-    client = _client(workers, scheduler)
-    try:
-        futures = {client.submit(run_job, job, key=f"grade-{lab}-{student}-{print_[:12]}", pure=False,
-                                 retries=0): student for student, (job, print_) in jobs.items()}
-        bar = tqdm(total=len(futures), desc=f"grading {lab}", unit="student", disable=not progress)
-        for future in as_completed(futures):
-            student = futures[future]
-            try:
-                result = future.result()
-            except Exception as err:  # the worker itself was lost; the submission is not to blame
-                result = JobResult(student, failure=f"grading worker lost: {type(err).__name__}: {err}"[:300])
-            outcomes[student] = record(course, lab, result, jobs[student][1])
-            bar.update()
-            if result.failure:
-                bar.write(f"{student}: not graded ({result.failure})")
-        bar.close()
-    finally:
-        client.close()
-        if not scheduler and client.cluster is not None:
-            client.cluster.close()
 
 
 def record(course: Course, lab: str, result: JobResult, fingerprint: str) -> GradeOutcome:
@@ -218,17 +193,13 @@ def record(course: Course, lab: str, result: JobResult, fingerprint: str) -> Gra
         for comment in notebook.comments:
             comment.auto_comment = comments.get(comment.name, "Not graded." if result.failure else None)
         gb.db.commit()
-    outcome = GradeOutcome(result.student, SubmissionResult(lab, result.student, tests, runtime_s=result.runtime_s),
-                           result.failure, result.notes)
-    if result.failure is None:
-        outcome.result.errors = [n for n in result.notes]
-    if result.log:
-        log = _state_dir(course, lab) / f"{result.student}.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        log.write_text(result.log)
+    outcome = GradeOutcome(result.student, SubmissionResult(lab, result.student, tests, runtime_s=result.runtime_s,
+                                                            messages=result.messages),
+                           result.failure, result.notes, isolated=result.isolated)
     _save_state(_state_dir(course, lab) / f"{result.student}.json", {
         "fingerprint": fingerprint, "failure": result.failure, "notes": result.notes, "worker": result.worker,
-        "runtime_s": result.runtime_s, "tests": [asdict(t) for t in tests]})
+        "runtime_s": result.runtime_s, "isolated": result.isolated, "messages": result.messages,
+        "tests": [asdict(t) for t in tests]})
     return outcome
 
 
@@ -271,8 +242,9 @@ def _load_state(path: Path) -> dict | None:
 
 def _outcome_from_state(student: str, lab: str, saved: dict) -> GradeOutcome:
     tests = [TestResult(**t) for t in saved["tests"]]
-    return GradeOutcome(student, SubmissionResult(lab, student, tests, runtime_s=saved["runtime_s"]),
-                        saved["failure"], saved["notes"], reused=True)
+    result = SubmissionResult(lab, student, tests, runtime_s=saved["runtime_s"], messages=saved.get("messages", {}))
+    return GradeOutcome(student, result, saved["failure"], saved["notes"], reused=True,
+                        isolated=saved.get("isolated", True))
 
 
 def failed_share(outcomes: list[GradeOutcome], order: list[str]) -> dict[str, float]:
@@ -295,6 +267,10 @@ def summary_text(lab: str, outcomes: list[GradeOutcome], order: list[str]) -> st
     lines = [f"# Grading summary: {lab}", "",
              f"{len(graded)} of {len(outcomes)} students graded, {len(outcomes) - len(graded)} could not be graded"
              f" ({sum(o.reused for o in outcomes)} reused from an earlier run).", ""]
+    unisolated = sum(not o.isolated for o in outcomes)
+    if unisolated:
+        lines += [f"**{unisolated} of {len(outcomes)} submissions were graded without a sandbox (--no-isolation).**",
+                  ""]
     if reasons:
         lines += ["| reason | students |", "| --- | --- |"] + [f"| {k} | {v} |" for k, v in sorted(reasons.items())]
         lines.append("")
@@ -326,5 +302,17 @@ def write_summary(course: Course, lab: str, outcomes: list[GradeOutcome], order:
 
 
 def grades_csv(course: Course) -> Path:
-    """Export the whole gradebook to `grades.csv` at the course root."""
-    return course.export_grades(course.root / "grades.csv")
+    """Export the whole gradebook to `grades.csv` at the course root, with a column `sandboxed` saying whether
+    each grade was made in a sandbox ("no" for --no-isolation, empty where `course grade` made none)."""
+    path = course.export_grades(course.root / "grades.csv")
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        saved = _load_state(_state_dir(course, row.get("assignment", "")) / f"{row.get('student_id', '')}.json")
+        row["sandboxed"] = "" if saved is None else ("yes" if saved.get("isolated", True) else "no")
+    if rows:
+        with open(path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    return path

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import nbformat
 
-from .grading import grade_lab, grades_csv
-from .grading_job import Limits
-from .pipeline import Course, CourseError, find_course_root
-from .runtime import QUICK_ENV
+from ..runtime import QUICK_ENV
+from .classroom import GradeOutcome, default_limits, grade_lab, grades_csv
+from .course import Course, CourseError, find_course_root
+from .jobs import Limits
+from .pool import GradingPool
 from .validation import validate
 
 DEMO_STUDENTS = ("solution", "untouched", "typical_mistake")
@@ -45,9 +46,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     course = Course(args.course_dir)
     labs = course.check_labs(args.labs)
     print(f"validating {', '.join(labs)} with {args.workers} worker(s)"
-          f"{'' if args.full else ' in quick mode'} ...", flush=True)
+          f"{'' if args.full else ' in quick mode'}{isolation_note(args)} ...", flush=True)
     start = time.perf_counter()
-    reports = validate(course, labs, args.workers)
+    with GradingPool(args.workers, isolated=not args.no_isolation) as pool:
+        reports = validate(course, labs, pool)
     rows = []
     for r in reports:
         ref, untouched = r.reference, r.untouched
@@ -69,15 +71,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def isolation_note(args: argparse.Namespace) -> str:
+    return " WITHOUT a sandbox (--no-isolation)" if args.no_isolation else ""
+
+
 def cmd_grade(args: argparse.Namespace) -> int:
     course = Course(args.course_dir)
     (lab,) = course.check_labs([args.lab])
-    defaults = Limits(cell_s=int(course.config.ExecutePreprocessor.get("timeout", Limits.cell_s)))
+    defaults = default_limits(course)
     limits = Limits(cell_s=args.cell_timeout or defaults.cell_s, submission_s=args.timeout, memory_mb=args.memory)
     where = f"the Dask scheduler at {args.scheduler}" if args.scheduler else f"{args.workers} local worker(s)"
-    print(f"grading {lab} on {where}; limits: {limits.cell_s} s per cell, {limits.submission_s} s per "
-          f"submission, {limits.memory_mb} MiB", flush=True)
-    outcomes = grade_lab(course, lab, workers=args.workers, scheduler=args.scheduler, limits=limits, force=args.force)
+    print(f"grading {lab} on {where}{isolation_note(args)}; limits: {limits.cell_s} s per cell, "
+          f"{limits.submission_s} s per submission, {limits.memory_mb} MiB", flush=True)
+    with GradingPool(args.workers, args.scheduler, isolated=not args.no_isolation) as pool:
+        outcomes = grade_lab(course, lab, pool=pool, limits=limits, force=args.force)
     print(grade_table(lab, outcomes))
     summary = course.root / "grading" / lab
     print("\n" + (summary / "summary.md").read_text().strip())
@@ -86,19 +93,40 @@ def cmd_grade(args: argparse.Namespace) -> int:
     return 0
 
 
-def grade_table(lab: str, outcomes: list) -> str:
+def grade_table(lab: str, outcomes: list[GradeOutcome]) -> str:
     rows = []
     for o in outcomes:
+        flag = "" if o.isolated else " [graded WITHOUT a sandbox]"
         if o.result is None:
-            rows.append([o.student, lab, "-", f"not graded: {o.failure}"])
+            rows.append([o.student, lab, "-", f"not graded: {o.failure}{flag}"])
         elif o.failure:
-            rows.append([o.student, lab, f"0/{points(o.result.max_auto_score)}", f"not graded: {o.failure}"])
+            rows.append([o.student, lab, f"0/{points(o.result.max_auto_score)}", f"not graded: {o.failure}{flag}"])
         else:
             lost = ", ".join(sorted(o.result.lost())) or "none"
             notes = "".join(f"; {n}" for n in o.notes)
             rows.append([o.student, lab, f"{points(o.result.auto_score)}/{points(o.result.max_auto_score)}",
-                         f"tests failed: {lost}{notes}"])
+                         f"tests failed: {lost}{notes}{flag}"])
     return table(["student", "lab", "autograded points", "details"], rows)
+
+
+def demo_problems(course: Course, lab: str, outcomes: dict[str, GradeOutcome]) -> list[str]:
+    """What is wrong with a lab's three reference students: the solution must earn everything, the untouched
+    release nothing, the typical mistake exactly the points of the tests not aimed at it."""
+    problems = []
+    for student, outcome in outcomes.items():
+        if outcome.failure or outcome.result is None:
+            problems.append(f"{lab}: {student} could not be graded: {outcome.failure}")
+    solution, untouched = outcomes.get("solution"), outcomes.get("untouched")
+    if solution and solution.result and solution.result.lost():
+        problems.append(f"{lab}: the solution loses {', '.join(sorted(solution.result.lost()))}")
+    if untouched and untouched.result and untouched.result.auto_score > 0:
+        problems.append(f"{lab}: the untouched release earns {points(untouched.result.auto_score)} points")
+    mistakes = course.mistakes(lab)
+    typical = outcomes.get("typical_mistake")
+    if mistakes and typical and typical.result and typical.result.lost() != mistakes[0].loses:
+        problems.append(f"{lab}: the typical mistake should lose exactly {sorted(mistakes[0].loses)} but loses "
+                        f"{sorted(typical.result.lost())}")
+    return problems
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -106,7 +134,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     labs = repo.check_labs(args.labs)
     root = Path(args.into or tempfile.mkdtemp(prefix="course-demo-"))
     course = Course.copy_of(repo.root, root, labs)
-    print(f"demo course in {root}")
+    print(f"demo course in {root}{isolation_note(args)}")
     for lab in labs:
         course.release(lab)
         course.submit(lab, "solution", nbformat.read(course.source_notebook(lab), as_version=4))
@@ -115,10 +143,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if mistakes:
             course.submit(lab, "typical_mistake", course.notebook_with_mistake(lab, mistakes[0]))
             print(f"{lab}: typical_mistake {mistakes[0].explanation}")
-    tables = [grade_table(lab, grade_lab(course, lab)) for lab in labs]
+    tables, problems = [], []
+    with GradingPool(args.workers, isolated=not args.no_isolation) as pool:
+        for lab in labs:
+            outcomes = grade_lab(course, lab, pool=pool)
+            tables.append(grade_table(lab, outcomes))
+            problems += demo_problems(course, lab, {o.student: o for o in outcomes})
     print("\n\n".join(tables))
     print(f"grades: {grades_csv(course)}")
-    return 0
+    for problem in problems:
+        print(f"demo: {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def no_isolation(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--no-isolation", action="store_true",
+                     help="grade without the bubblewrap sandbox (where it cannot run); every grade is marked unsandboxed")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -135,6 +175,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("labs", nargs="*", help="labs to validate (default: all)")
     s.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="notebooks run at once (default: all cores)")
     s.add_argument("--full", action="store_true", help=f"run full experiments instead of setting {QUICK_ENV}=1")
+    no_isolation(s)
     s.set_defaults(run=cmd_validate)
 
     s = sub.add_parser("grade", help="autograde submitted/*/LAB/ in parallel sandboxes, export grades and feedback")
@@ -148,15 +189,18 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--cell-timeout", type=int, default=0,
                    help="seconds one cell may take (default: ExecutePreprocessor.timeout of nbgrader_config.py)")
     s.add_argument("--memory", type=int, default=Limits.memory_mb,
-                   help=f"MiB of memory one submission's kernel may use (default: {Limits.memory_mb})")
+                   help=f"MiB of memory one submission may use, its processes, /tmp and /dev/shm included (default: {Limits.memory_mb})")
     s.add_argument("--force", action="store_true", help="grade every submission again, changed or not")
     s.add_argument("--full", action="store_true", help=f"run full experiments instead of setting {QUICK_ENV}=1")
+    no_isolation(s)
     s.set_defaults(run=cmd_grade)
 
     s = sub.add_parser("demo", help="release, submit three reference students, autograde, print grades")
     s.add_argument("labs", nargs="*", help="labs to include (default: all)")
     s.add_argument("--into", help="course folder to create (default: a new temporary folder)")
+    s.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="submissions graded at once (default: all cores)")
     s.add_argument("--full", action="store_true", help=f"run full experiments instead of setting {QUICK_ENV}=1")
+    no_isolation(s)
     s.set_defaults(run=cmd_demo)
     return p
 

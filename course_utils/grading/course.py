@@ -1,11 +1,12 @@
-"""A course directory driven through nbgrader's Python API: release, submit, autograde, read scores."""
+"""A course directory driven through nbgrader's Python API: release, submit, read scores, export grades."""
 
 from __future__ import annotations
 
 import json
+import os
 import runpy
 import shutil
-import time
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -41,8 +42,9 @@ class SubmissionResult:
     lab: str
     student: str
     tests: list[TestResult] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)  # error outputs left in the executed notebook
+    errors: list[str] = field(default_factory=list)  # error outputs left in the executed notebook's own cells
     runtime_s: float = 0.0
+    messages: dict[str, str] = field(default_factory=dict)  # grade_id -> why that test failed
 
     @property
     def auto_score(self) -> float:
@@ -67,6 +69,13 @@ class Mistake:
     loses: set[str]  # grade_ids of the tests aimed at this mistake
 
 
+def _find_environment_tools() -> None:
+    """nbgrader runs this environment's tools (alembic) by name: find them even where it is not activated."""
+    tools = str(Path(sys.executable).parent)
+    if tools not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = os.pathsep.join([tools, os.environ.get("PATH", "")])
+
+
 def find_course_root(start: Path | None = None) -> Path:
     """The nearest folder at or above `start` (default: the working directory) holding nbgrader_config.py."""
     here = (start or Path.cwd()).resolve()
@@ -80,6 +89,7 @@ class Course:
     """One nbgrader course directory: `source/`, `release/`, `submitted/`, `autograded/`, the gradebook."""
 
     def __init__(self, root: Path):
+        _find_environment_tools()
         self.root = Path(root).resolve()
         self.config = PyFileConfigLoader(CONFIG_FILE, path=str(self.root)).load_config()
         self.coursedir = CourseDirectory(config=self.config, root=str(self.root))
@@ -142,15 +152,6 @@ class Course:
         sub = self.root / "submitted"
         return sorted(p.name for p in sub.iterdir() if (p / lab).is_dir()) if sub.is_dir() else []
 
-    def autograde(self, lab: str, student: str) -> SubmissionResult:
-        """Autograde one submission and read its scores back from the gradebook."""
-        start = time.perf_counter()
-        _check(self.api.autograde(lab, student, force=True, create=True), f"autograding {student}'s {lab}")
-        result = self.scores(lab, student)
-        result.runtime_s = time.perf_counter() - start
-        result.errors = notebook_errors(nbformat.read(self.autograded_notebook(lab, student), as_version=4))
-        return result
-
     def scores(self, lab: str, student: str) -> SubmissionResult:
         """Per-cell scores of an autograded submission, as the gradebook holds them."""
         result = SubmissionResult(lab, student)
@@ -176,11 +177,6 @@ class Course:
         with Gradebook(self.coursedir.db_url, self.coursedir.course_id) as gb:
             plugin.export(gb)
         return path
-
-    def generate_feedback(self, lab: str, student: str) -> Path:
-        """Render `student`'s autograded `lab` as feedback HTML under `feedback/`."""
-        _check(self.api.generate_feedback(lab, student, force=True), f"writing feedback for {student}'s {lab}")
-        return self.root / "feedback" / student / lab / f"{lab}.html"
 
     def mistakes(self, lab: str) -> list[Mistake]:
         """The typical mistakes listed in `source/<lab>/mistakes.py` (none when the file is absent)."""

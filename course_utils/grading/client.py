@@ -1,0 +1,232 @@
+"""Talk to one sandboxed grading kernel over Jupyter's messaging protocol: run cells, and the referee's requests.
+
+The kernel listens on Unix sockets inside its sandbox (`ipc` transport); this side connects through the
+kernel process's view of its own file system (`/proc/<pid>/root/...`). Everything the kernel sends is
+untrusted: messages are size-capped, malformed ones are dropped, and a kernel that stops answering is
+interrupted, then given up on. Only the outputs of cells and the referee's plain-data answers come back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import nbformat
+import zmq
+from jupyter_client.session import Session
+
+MAX_MESSAGE_BYTES = 300 * 2**20  # one message from the kernel (the referee's answers carry arrays)
+OUTPUT_LIMIT_BYTES = 200_000  # output one cell may leave in the graded notebook
+INTERRUPT_GRACE_S = 5.0  # how long an interrupted cell may take to stop
+CHANNELS = {"shell": 1, "iopub": 2, "stdin": 3, "control": 4, "hb": 5}
+
+
+class KernelLost(RuntimeError):
+    """The kernel died, or ignored an interrupt past its time limit; nothing more can run in it."""
+
+
+class CellTimeout(RuntimeError):
+    """A cell or request ran past its time limit and was interrupted; the kernel still answers."""
+
+
+def connection_info(ip: str, key: str) -> dict:
+    """The connection file of a kernel whose sockets are named `<ip>-<n>`."""
+    return {"transport": "ipc", "ip": ip, "key": key, "signature_scheme": "hmac-sha256", "kernel_name": "",
+            **{f"{name}_port": port for name, port in CHANNELS.items()}}
+
+
+@dataclass
+class Outputs:
+    """The outputs a cell left, as nbformat output dicts, capped at OUTPUT_LIMIT_BYTES."""
+
+    items: list = field(default_factory=list)
+    size: int = 0
+    truncated: bool = False
+    clear_pending: bool = False
+    displays: dict = field(default_factory=dict)  # display_id -> indices in items
+
+    def add(self, msg_type: str, content: dict) -> None:
+        if msg_type == "clear_output":
+            if content.get("wait"):
+                self.clear_pending = True
+            else:
+                self._clear()
+            return
+        if msg_type == "update_display_data":
+            ident = (content.get("transient") or {}).get("display_id")
+            for index in self.displays.get(ident, []):
+                self.items[index] = nbformat.v4.new_output("display_data", data=content.get("data", {}),
+                                                           metadata=content.get("metadata", {}))
+            return
+        if self.clear_pending:
+            self._clear()
+        size = len(json.dumps(content))
+        if self.size + size > OUTPUT_LIMIT_BYTES:
+            if not self.truncated:
+                self.truncated = True
+                self.items.append(nbformat.v4.new_output("stream", name="stderr", text=(
+                    f"[output truncated: the grader keeps the first {OUTPUT_LIMIT_BYTES:,} characters of a cell]\n")))
+            return
+        self.size += size
+        if msg_type == "stream":
+            name = content.get("name") if content.get("name") in ("stdout", "stderr") else "stdout"
+            text = str(content.get("text", ""))
+            if self.items and self.items[-1].get("output_type") == "stream" and self.items[-1].get("name") == name:
+                self.items[-1]["text"] += text
+            else:
+                self.items.append(nbformat.v4.new_output("stream", name=name, text=text))
+        elif msg_type in ("display_data", "execute_result"):
+            kind = "display_data" if msg_type == "display_data" else "execute_result"
+            extra = {"execution_count": content.get("execution_count")} if kind == "execute_result" else {}
+            self.items.append(nbformat.v4.new_output(kind, data=content.get("data", {}),
+                                                     metadata=content.get("metadata", {}), **extra))
+            ident = (content.get("transient") or {}).get("display_id")
+            if ident is not None:
+                self.displays.setdefault(ident, []).append(len(self.items) - 1)
+        elif msg_type == "error":
+            self.items.append(nbformat.v4.new_output(
+                "error", ename=str(content.get("ename", "")), evalue=str(content.get("evalue", "")),
+                traceback=[str(line) for line in content.get("traceback", [])][:200]))
+
+    def _clear(self) -> None:
+        self.items, self.displays, self.clear_pending = [], {}, False
+
+    def error(self) -> tuple[str, str] | None:
+        for out in self.items:
+            if out.get("output_type") == "error":
+                return out["ename"], out["evalue"]
+        return None
+
+
+class KernelClient:
+    """The referee's connection to one kernel: `execute` a cell, `request` the agent, `interrupt`, `close`."""
+
+    def __init__(self, ip: str, key: str, pid: int, ended: Callable[[], str | None]):
+        """`ip`: the kernel's socket path prefix as this process sees it; `ended()`: why it has exited, or None."""
+        self.pid, self.ended = pid, ended
+        self.session = Session(key=key.encode(), signature_scheme="hmac-sha256", username="referee")
+        self.context = zmq.Context()
+        self.context.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+        self.context.setsockopt(zmq.LINGER, 0)
+        self.shell = self._socket(zmq.DEALER, ip, "shell")
+        self.iopub = self._socket(zmq.SUB, ip, "iopub")
+        self.iopub.setsockopt(zmq.SUBSCRIBE, b"")
+        self.poller = zmq.Poller()
+        self.poller.register(self.shell, zmq.POLLIN)
+        self.poller.register(self.iopub, zmq.POLLIN)
+        self.comm_id = ""
+        self.requests = 0
+
+    def _socket(self, kind: int, ip: str, channel: str) -> zmq.Socket:
+        sock = self.context.socket(kind)
+        sock.connect(f"ipc://{ip}-{CHANNELS[channel]}")
+        return sock
+
+    # -- receiving
+
+    def _receive(self, timeout_s: float):
+        """The next (channel, message) within `timeout_s`, or None; malformed messages are dropped."""
+        events = dict(self.poller.poll(max(0, int(timeout_s * 1000))))
+        for sock, name in ((self.iopub, "iopub"), (self.shell, "shell")):
+            if sock in events:
+                try:
+                    _, msg = self.session.recv(sock, mode=zmq.NOBLOCK, content=True)
+                except Exception:  # a bad signature, bad JSON, a truncated frame: not a message
+                    continue
+                if msg is not None and isinstance(msg.get("content"), dict):
+                    return name, msg
+        return None
+
+    def _check_alive(self) -> None:
+        reason = self.ended()
+        if reason:
+            raise KernelLost(reason)
+
+    def wait_ready(self, timeout_s: float) -> None:
+        """Wait until the kernel answers on its shell and its published messages arrive here."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self._check_alive()
+            msg_id = self.session.send(self.shell, "kernel_info_request", {})["header"]["msg_id"]
+            replied = published = False
+            until = min(deadline, time.monotonic() + 1.0)
+            while time.monotonic() < until and not (replied and published):
+                got = self._receive(until - time.monotonic())
+                if got and got[1].get("parent_header", {}).get("msg_id") == msg_id:
+                    replied |= got[0] == "shell"
+                    published |= got[0] == "iopub"
+            if replied and published:
+                return
+        raise KernelLost(f"the grading kernel did not start within {timeout_s:.0f} s")
+
+    def _wait(self, msg_id: str, deadline: float, outputs: Outputs, on_comm=None) -> None:
+        """Collect the outputs of request `msg_id` until the kernel is idle again; raise CellTimeout past `deadline`
+        (after interrupting), KernelLost if it dies or ignores the interrupt."""
+        interrupted_at = None
+        while True:
+            now = time.monotonic()
+            if interrupted_at is None and now > deadline:
+                self.interrupt()
+                interrupted_at = now
+            if interrupted_at is not None and now > interrupted_at + INTERRUPT_GRACE_S:
+                raise KernelLost("a cell ran past its time limit and did not stop when interrupted")
+            got = self._receive(0.2)
+            if got is None:
+                self._check_alive()
+                continue
+            channel, msg = got
+            if channel != "iopub" or msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            kind, content = msg["header"].get("msg_type"), msg["content"]
+            if kind == "status" and content.get("execution_state") == "idle":
+                if interrupted_at is not None:
+                    raise CellTimeout("interrupted")
+                return
+            if kind == "comm_msg" and on_comm is not None and content.get("comm_id") == self.comm_id:
+                on_comm(content.get("data"), msg.get("buffers") or [])
+            elif kind in ("stream", "display_data", "execute_result", "error", "clear_output", "update_display_data"):
+                outputs.add(kind, content)
+
+    # -- what the grader asks for
+
+    def execute(self, code: str, deadline: float, outputs: Outputs) -> None:
+        """Run one cell, collecting its outputs in `outputs` (kept when it raises CellTimeout or KernelLost)."""
+        msg = self.session.send(self.shell, "execute_request", {
+            "code": code, "silent": False, "store_history": True, "user_expressions": {}, "allow_stdin": False,
+            "stop_on_error": False})
+        self._wait(msg["header"]["msg_id"], deadline, outputs)
+
+    def request(self, data: dict, buffers: list[bytes], deadline: float, outputs: Outputs) -> tuple[dict, list[bytes]]:
+        """One request to the agent: its answer (data, buffers); what the student's code prints goes to `outputs`."""
+        if not self.comm_id:
+            self.comm_id = os.urandom(16).hex()
+            opened = self.session.send(self.shell, "comm_open", {
+                "comm_id": self.comm_id, "target_name": "course.referee", "data": {}})
+            self._wait(opened["header"]["msg_id"], deadline, Outputs())
+        self.requests += 1
+        data = {**data, "id": self.requests}
+        answers: list = []
+
+        def on_comm(reply, reply_buffers) -> None:
+            if isinstance(reply, dict) and reply.get("id") == self.requests and not answers:
+                answers.append((reply, [bytes(b) for b in reply_buffers]))
+
+        msg = self.session.send(self.shell, "comm_msg", {"comm_id": self.comm_id, "data": data}, buffers=buffers)
+        self._wait(msg["header"]["msg_id"], deadline, outputs, on_comm)
+        if not answers:
+            raise KernelLost("the grading kernel stopped answering the grader (its connection to the grader was "
+                             "changed by code in the notebook)")
+        return answers[0]
+
+    def interrupt(self) -> None:
+        try:
+            os.kill(self.pid, signal.SIGINT)
+        except ProcessLookupError:
+            pass
+
+    def close(self) -> None:
+        self.context.destroy(linger=0)

@@ -1,0 +1,175 @@
+"""Each submission's operating-system sandbox, made by bubblewrap (`bwrap`).
+
+For every submission, `Sandbox.start` runs bwrap with new user, pid, network, ipc, uts, mount and cgroup
+namespaces and a root file system built from nothing: the system's /usr and libraries, a few files of
+/etc, the Python environment (wherever it lives) and the `course_utils` package, all read-only at their
+own paths, the data folder read-only, and three private size-limited tmpfs mounts: the submission's home
+(its only writable folder), /tmp and /dev/shm. The course folder, the gradebook, other jobs and the
+instructor's home and configuration are simply not there. Inside, the uid is 1000 with no capabilities,
+and there is no network but a private loopback.
+
+bwrap keeps the namespaces open with a tiny holder process; the grading kernel then joins them (as
+`nsenter` would) from a warm zygote (see `zygote.py`), so it starts with torch already imported. Killing
+bwrap ends the sandbox's pid namespace, and with it every process the submission started.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+SANDBOX_UID = 1000
+HOME = "/home/student"
+SYSTEM_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+ETC = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/alternatives", "/etc/fonts",
+       "/etc/localtime", "/etc/mime.types")
+READ_ONLY_SYSTEM = ("/usr", "/sys/devices/system/cpu")
+ETC_FILES = {
+    "/etc/passwd": f"student:x:{SANDBOX_UID}:{SANDBOX_UID}:student:{HOME}:/bin/sh\n",
+    "/etc/group": f"student:x:{SANDBOX_UID}:\n",
+    "/etc/nsswitch.conf": "passwd: files\ngroup: files\nhosts: files\n",
+    "/etc/hosts": "127.0.0.1 localhost grading\n",
+    "/etc/hostname": "grading\n",
+}
+INSTALL_HINT = ("install bubblewrap (Debian/Ubuntu: `apt-get install bubblewrap`; Fedora: `dnf install bubblewrap`) "
+                "on every machine that grades")
+
+
+class SandboxError(RuntimeError):
+    """A sandbox could not be made: the message says what is missing and how to get it."""
+
+
+def _under(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def environment_paths() -> list[str]:
+    """Folders that make up this Python environment: its prefixes and every existing folder on sys.path."""
+    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
+             str(Path(os.path.realpath(sys.executable)).parent.parent)}
+    paths |= {p for key in ("stdlib", "platstdlib", "purelib", "platlib") if (p := sysconfig.get_paths().get(key))}
+    paths |= {p for p in sys.path if p and os.path.isabs(p) and os.path.exists(p)}
+    return sorted({os.path.realpath(p) for p in paths} | paths)
+
+
+def package_path() -> str:
+    """The folder of the `course_utils` package the kernels import."""
+    return str(Path(__file__).resolve().parents[1])
+
+
+def bwrap_arguments(read_only: list[str], denied: list[str], tmp_bytes: int) -> list[str]:
+    """bwrap's options for one submission: the `read_only` folders, read-only at their own paths, but nothing
+    of `denied` except what `read_only` names inside it (a denied folder inside a bound one is covered)."""
+    args = ["--unshare-all", "--die-with-parent", "--new-session", "--uid", str(SANDBOX_UID), "--gid",
+            str(SANDBOX_UID), "--hostname", "grading", "--cap-drop", "ALL"]
+    for path in READ_ONLY_SYSTEM:
+        if os.path.exists(path):
+            args += ["--ro-bind", path, path]
+    for link in SYSTEM_LINKS:
+        if os.path.islink(link):
+            args += ["--symlink", os.readlink(link), link]
+        elif os.path.isdir(link):
+            args += ["--ro-bind", link, link]
+    args += [x for path in ETC if os.path.exists(path) for x in ("--ro-bind", path, path)]
+    denied = [os.path.realpath(d) for d in denied]
+    outside = [p for p in read_only if not any(_under(d, p) or _under(p, d) for d in denied)]
+    inside = [p for p in read_only if any(_under(p, d) for d in denied)]
+    args += [x for path in sorted(set(outside)) for x in ("--ro-bind", path, path)]
+    bound = [*READ_ONLY_SYSTEM, *outside]
+    args += [x for d in denied if any(_under(d, b) for b in bound) for x in ("--tmpfs", d)]
+    args += [x for path in sorted(set(inside)) for x in ("--ro-bind", path, path)]
+    args += ["--proc", "/proc", "--dev", "/dev"]
+    for mount in ("/tmp", "/dev/shm", HOME):
+        args += ["--size", str(tmp_bytes), "--perms", "0700" if mount == HOME else "1777", "--tmpfs", mount]
+    args += ["--chdir", HOME]
+    return args
+
+
+def _bwrap() -> str | None:
+    return shutil.which("bwrap") or next((p for p in ("/usr/bin/bwrap", "/usr/local/bin/bwrap") if os.path.exists(p)),
+                                         None)
+
+
+def check_isolation() -> str | None:
+    """None when this machine can make grading sandboxes; otherwise what is missing and how to get it."""
+    if not sys.platform.startswith("linux"):
+        return (f"grading sandboxes need Linux namespaces, and this is {sys.platform}: grade on a Linux machine "
+                "(or a Linux Dask cluster), or pass --no-isolation to grade without a sandbox")
+    bwrap = _bwrap()
+    if bwrap is None:
+        return f"bubblewrap (bwrap) is not installed: {INSTALL_HINT}, or pass --no-isolation"
+    try:
+        done = subprocess.run([bwrap, *bwrap_arguments([], [], 2**20), "--", "/bin/true"], capture_output=True,
+                              text=True, timeout=30, env={"PATH": "/usr/bin:/bin"})
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return f"bubblewrap could not run ({err})"
+    if done.returncode:
+        why = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit status {done.returncode}"
+        return (f"bubblewrap cannot create namespaces here ({why}): allow unprivileged user namespaces "
+                "(sysctl kernel.unprivileged_userns_clone=1, or on Ubuntu kernel.apparmor_restrict_unprivileged_userns=0)"
+                ", run the grader as root, or pass --no-isolation")
+    return None
+
+
+class Sandbox:
+    """One submission's namespaces and file system, held open by bwrap until `close`."""
+
+    def __init__(self, read_only: list[str], denied: list[str], tmp_bytes: int):
+        bwrap = _bwrap()
+        if bwrap is None:
+            raise SandboxError(f"bubblewrap (bwrap) is not installed: {INSTALL_HINT}")
+        ready_r, ready_w = os.pipe()
+        data = []  # memfds holding the synthetic /etc files, handed to bwrap by number
+        args = [bwrap, *bwrap_arguments(read_only, denied, tmp_bytes)]
+        for path, text in ETC_FILES.items():
+            fd = os.memfd_create("etc")
+            os.write(fd, text.encode())
+            os.lseek(fd, 0, os.SEEK_SET)
+            data.append(fd)
+            args += ["--ro-bind-data", str(fd), path]
+        holder = f"printf ready >/proc/self/fd/{ready_w} && exec sleep infinity"
+        try:
+            self.process = subprocess.Popen([*args, "--", "/bin/sh", "-c", holder], pass_fds=(ready_w, *data),
+                                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                            stderr=subprocess.PIPE, env={"PATH": "/usr/bin:/bin"})
+        finally:
+            for fd in (ready_w, *data):
+                os.close(fd)
+        try:
+            ready = os.read(ready_r, 5)
+        finally:
+            os.close(ready_r)
+        if ready != b"ready":
+            error = self.process.stderr.read().decode(errors="replace").strip()[-500:] if self.process.stderr else ""
+            self.close()
+            raise SandboxError(f"bubblewrap could not make the sandbox: {error or 'no message'}")
+        self.holder = self._holder_pid()
+
+    def _holder_pid(self) -> int:
+        """The host pid of the holder process: the one whose namespaces a kernel joins."""
+        pid = self.process.pid
+        for _ in range(2):  # bwrap -> its init in the new pid namespace -> the holder
+            deadline = time.monotonic() + 5
+            children: list[int] = []
+            while not children and time.monotonic() < deadline:
+                children = [int(c) for task in os.listdir(f"/proc/{pid}/task")
+                            for c in Path(f"/proc/{pid}/task/{task}/children").read_text().split()]
+                if not children:
+                    time.sleep(0.01)
+            if not children:
+                raise SandboxError("bubblewrap started but its sandbox process could not be found")
+            pid = children[0]
+        return pid
+
+    def close(self) -> None:
+        """End the sandbox: bwrap's death takes its pid namespace, and every process in it, along."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        if self.process.stderr:
+            self.process.stderr.close()

@@ -1,0 +1,167 @@
+"""Helpers for the labs' test cells, which run the same way in a student's notebook and in the grader's referee.
+
+In a student's notebook a test cell is ordinary Python. When the notebook is graded, the test cell runs in
+the referee, a process the student's code never touches: the names the student defined are proxies that
+call into the student's kernel and bring back plain data. The helpers here behave the same in both
+places; the ones marked `@probe` run inside the student's kernel in the referee, for observations that
+only exist there (gradients flowing through the student's own module, hooks left on it, its random
+generator). Tests use them as `cu.testing.<name>`.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextvars
+import functools
+import inspect
+import os
+import textwrap
+from contextlib import contextmanager
+from typing import Any, Callable, Iterable, Iterator
+
+# The referee's connection to the kernel while a test runs there; None in a student's notebook.
+SESSION: contextvars.ContextVar = contextvars.ContextVar("course_referee_session", default=None)
+
+
+def fresh_seed() -> int:
+    """A new random seed on every call: hidden tests draw their inputs afresh for each grading run."""
+    return int.from_bytes(os.urandom(7), "big")
+
+
+def probe(func: Callable) -> Callable:
+    """Mark `func` as an observation made inside the student's kernel: in the referee the call is run there,
+    with the arguments copied in, and its result (plain data) comes back."""
+
+    @functools.wraps(func)
+    def run(*args, **kwargs):
+        session = SESSION.get()
+        if session is None:
+            return func(*args, **kwargs)
+        return session.probe(func.__module__, func.__name__, args, kwargs)
+
+    run.__probe__ = func
+    return run
+
+
+@probe
+def vjp(module: Callable, inputs: Iterable, upstream: Any) -> dict:
+    """Run `module(*inputs)` with gradients on, back-propagate `upstream` through its output, and report the
+    output, the gradient of every input and of every parameter (None where none flowed).
+
+    Returns {"output": tensor, "input_grads": [tensor | None, ...], "param_grads": {name: tensor | None}}.
+    """
+    import torch
+
+    inputs = [x.detach().clone().requires_grad_(x.is_floating_point()) if isinstance(x, torch.Tensor) else x
+              for x in inputs]
+    params = dict(module.named_parameters()) if isinstance(module, torch.nn.Module) else {}
+    for p in params.values():
+        p.grad = None
+    out = module(*inputs)
+    out.backward(upstream)
+    return {"output": out.detach(), "input_grads": [getattr(x, "grad", None) for x in inputs],
+            "param_grads": {name: p.grad for name, p in params.items()}}
+
+
+@probe
+def hooks_on(module: Any) -> int:
+    """How many forward, forward-pre and backward hooks are registered on `module` and its submodules."""
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
+               for m in module.modules())
+
+
+@probe
+def call_and_report_hooks(func: Callable, module: Any, *args) -> dict:
+    """Call `func(module, *args)`; report whether it raised (and what) and the hooks left on `module` afterwards."""
+    try:
+        func(module, *args)
+        raised = None
+    except Exception as err:
+        raised = type(err).__name__
+    return {"raised": raised, "hooks": hooks_on.__probe__(module)}
+
+
+@probe
+def global_rng_state() -> dict:
+    """Fingerprints of the global random generators of torch, NumPy and `random` in the student's kernel."""
+    import hashlib
+    import random
+
+    import numpy as np
+    import torch
+
+    digest = lambda data: hashlib.sha256(repr(data).encode()).hexdigest()
+    return {"torch": digest(torch.get_rng_state().tolist()), "numpy": digest(np.random.get_state()[1].tolist()),
+            "random": digest(random.getstate())}
+
+
+@probe
+def seed_kernel(seed: int) -> None:
+    """Seed the student's global generators (torch, NumPy, random), where their code draws its randomness."""
+    import random
+
+    import numpy as np
+    import torch
+
+    torch.manual_seed(seed), np.random.seed(seed % 2**32), random.seed(seed)
+
+
+def source_of(func: Any) -> str:
+    """The source of the cell that defines `func` (a function or class the student wrote)."""
+    session = SESSION.get()
+    if session is not None:
+        return session.source_of(func)
+    try:
+        return inspect.getsource(func)
+    except (OSError, TypeError):
+        return ""
+
+
+def calls_in(source: str) -> set[str]:
+    """Dotted names of everything `source` calls or refers to (`F.batch_norm`, `torch.autograd.grad`, ...)."""
+    try:
+        tree = ast.parse(textwrap.dedent(source))
+    except SyntaxError:
+        return set()
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Attribute, ast.Name)):
+            parts, current = [], node
+            while isinstance(current, ast.Attribute):
+                parts.append(current.attr)
+                current = current.value
+            if isinstance(current, ast.Name):
+                found.add(".".join([current.id, *reversed(parts)]))
+    return found
+
+
+def check_no_calls(func: Any, forbidden: dict[str, str], what: str) -> None:
+    """Fail if the source of `func` uses one of `forbidden` (dotted name or last part -> why it is not allowed)."""
+    used = calls_in(source_of(func))
+    for name, why in forbidden.items():
+        last = name.rsplit(".", 1)[-1]
+        hit = sorted(u for u in used if u == name or "." in u and u.rsplit(".", 1)[1] == last)
+        if hit:
+            raise AssertionError(f"{what} uses {hit[0]}: {why}")
+
+
+def error_type(err: BaseException) -> list[str]:
+    """The qualified class names of `err` and its bases, whether raised here or in the student's kernel."""
+    remote = getattr(err, "mro", None)
+    if isinstance(remote, list):
+        return remote
+    return [f"{c.__module__}.{c.__qualname__}" for c in type(err).__mro__]
+
+
+@contextmanager
+def raises(expected: type[BaseException], message: str) -> Iterator[None]:
+    """Expect the block to raise `expected` (raised by the student's code here or in their kernel); fail with
+    `message` otherwise."""
+    name = f"{expected.__module__}.{expected.__qualname__}"
+    try:
+        yield
+    except BaseException as err:
+        if name in error_type(err):
+            return
+        raise AssertionError(f"{message} (it raised {type(err).__name__}: {err})") from None
+    raise AssertionError(message)
