@@ -7,9 +7,12 @@ from course_utils.grading.release import InstructorOnly
 c = get_config()  # noqa: F821 (provided by traitlets when nbgrader loads this file)
 
 c.CourseDirectory.course_id = "batch-norm-labs"
-# Files beside a lab notebook that stay with the instructor: the typical mistakes used by
-# `course demo` and the pipeline tests never reach students.
-c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "mistakes.py"]
+# Files beside a lab notebook that stay with the instructor: the typical mistakes (`course demo`, `course
+# validate`) and the mutants marked equivalent (`course mutants`) never reach students.
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "mistakes.py",
+                            "equivalent_mutants.json"]
+# `course validate` fails a lab whose tests kill less than this share of the non-equivalent mutants.
+c.Mutants.threshold = 0.9
 # Instructor-only cells (tag `instructor`) and the run's widget state stay out of the student version.
 c.GenerateAssignment.preprocessors = [InstructorOnly, *GenerateAssignment.class_traits()["preprocessors"].default()]
 

@@ -25,7 +25,7 @@ from nbgrader.api import Gradebook
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from course_utils.pipeline import Course  # noqa: E402
+from course_utils.grading.course import Course  # noqa: E402
 
 
 def make_class(dest: Path, lab: str, students: int) -> Course:
@@ -66,7 +66,7 @@ def main() -> None:
         plain = make_class(Path(tmp) / "plain", args.lab, args.students)
         ours = {n: make_class(Path(tmp) / f"course-{n}", args.lab, args.students) for n in args.workers}
         t_plain = timed(["nbgrader", "autograde", args.lab, "--force"], plain.root, env)
-        t_ours = {n: timed([sys.executable, "-m", "course_utils.cli", "--course-dir", str(course.root), "grade",
+        t_ours = {n: timed([sys.executable, "-m", "course_utils.grading.cli", "--course-dir", str(course.root), "grade",
                             args.lab, "--workers", str(n)], course.root, env) for n, course in ours.items()}
         same = all(scores(plain, args.lab) == scores(course, args.lab) for course in ours.values())
     load_after = os.getloadavg()

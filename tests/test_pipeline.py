@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -132,8 +134,22 @@ def test_demo_grades_three_reference_students(tiny_course: Path, tmp_path: Path,
     assert (into / "feedback" / "solution" / "tiny" / "tiny.html").is_file()
 
 
-def test_course_console_script_is_installed():
-    """Is `course` on the PATH with its four commands?"""
-    out = subprocess.run(["course", "--help"], capture_output=True, text=True, check=True).stdout
+def test_demo_fails_when_a_reference_student_is_graded_wrong(tiny_course: Path, tmp_path: Path, capsys):
+    """Does `course demo` exit non-zero when the typical mistake does not lose exactly its tests?"""
+    mistakes = tiny_course / "source" / "tiny" / "mistakes.py"
+    mistakes.write_text(mistakes.read_text().replace('"test_variance_visible", "test_variance_hidden"',
+                                                     '"test_variance_visible"'))
+    assert main(["--course-dir", str(tiny_course), "demo", "--into", str(tmp_path / "demo")]) == 1
+    assert "the typical mistake should lose exactly ['test_variance_visible']" in capsys.readouterr().err
+
+
+def test_course_runs_by_its_path_without_activating_the_environment(tiny_course: Path):
+    """Does `.venv/bin/course` work when the environment is not on PATH (nbgrader starts alembic by name)?"""
+    course = Path(sys.executable).parent / "course"
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PATH")} | {"PATH": "/usr/bin:/bin"}
+    done = subprocess.run([str(course), "--course-dir", str(tiny_course), "release", "tiny"], capture_output=True,
+                          text=True, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = subprocess.run([str(course), "--help"], capture_output=True, text=True, env=env, check=True).stdout
     for command in ["release", "validate", "grade", "demo"]:
         assert command in out

@@ -17,7 +17,8 @@ from .classroom import GradeOutcome, default_limits, grade_lab, grades_csv
 from .course import Course, CourseError, find_course_root
 from .jobs import Limits
 from .pool import GradingPool
-from .validation import validate
+from .mutants import MutationReport, threshold
+from .validation import mutants_only, validate
 
 DEMO_STUDENTS = ("solution", "untouched", "typical_mistake")
 
@@ -49,7 +50,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
           f"{'' if args.full else ' in quick mode'}{isolation_note(args)} ...", flush=True)
     start = time.perf_counter()
     with GradingPool(args.workers, isolated=not args.no_isolation) as pool:
-        reports = validate(course, labs, pool)
+        reports = validate(course, labs, pool, mutants=not args.skip_mutants)
     rows = []
     for r in reports:
         ref, untouched = r.reference, r.untouched
@@ -59,14 +60,44 @@ def cmd_validate(args: argparse.Namespace) -> int:
             f"{points(ref.auto_score)}/{points(ref.max_auto_score)}" if ref else "-",
             points(untouched.auto_score) if untouched else "-",
             len(course.mistakes(r.lab)),
+            mutation_cell(r.mutation) if r.mutation else "-",
             "ok" if r.ok else "FAILED",
         ])
-    print(table(["lab", "solution runtime", "solution points", "untouched points", "mistakes", "result"], rows))
+    print(table(["lab", "solution runtime", "solution points", "untouched points", "mistakes", "mutants killed",
+                 "result"], rows))
     for r in reports:
         for problem in r.problems:
             print(f"  {r.lab}: {problem}")
     failed = [r.lab for r in reports if not r.ok]
     print(f"validate: {len(reports) - len(failed)} passed, {len(failed)} failed "
+          f"in {time.perf_counter() - start:.0f} s")
+    return 1 if failed else 0
+
+
+def mutation_cell(report: MutationReport) -> str:
+    return f"{len(report.killed)}/{report.counted} ({report.score:.0%})"
+
+
+def cmd_mutants(args: argparse.Namespace) -> int:
+    course = Course(args.course_dir)
+    labs = course.check_labs(args.labs)
+    print(f"mutation testing {', '.join(labs)} with {args.workers} worker(s){isolation_note(args)} ...", flush=True)
+    start = time.perf_counter()
+    with GradingPool(args.workers, isolated=not args.no_isolation) as pool:
+        reports = mutants_only(course, labs, pool)
+    failed = []
+    for lab, report in reports.items():
+        print(f"\n{lab}: {mutation_cell(report)} of the mutants killed, {len(report.equivalent)} marked equivalent"
+              f"{'' if report.sliced else ' (run on the whole notebook: the graded slice loses points)'}")
+        print(table(["answer cell", "killed"], [[cell, f"{k}/{n} ({k / n:.0%})"] for cell, (k, n)
+                                                 in report.by_cell().items()]))
+        for mutant in report.survived:
+            print(f"  survived: {mutant}")
+        for problem in report.problems:
+            print(f"  {problem}")
+        if report.score < threshold(course) or report.problems:
+            failed.append(lab)
+    print(f"\nmutants: {len(reports) - len(failed)} labs at or above {threshold(course):.0%}, {len(failed)} below, "
           f"in {time.perf_counter() - start:.0f} s")
     return 1 if failed else 0
 
@@ -175,8 +206,15 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("labs", nargs="*", help="labs to validate (default: all)")
     s.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="notebooks run at once (default: all cores)")
     s.add_argument("--full", action="store_true", help=f"run full experiments instead of setting {QUICK_ENV}=1")
+    s.add_argument("--skip-mutants", action="store_true", help="leave out mutation testing (see `course mutants`)")
     no_isolation(s)
     s.set_defaults(run=cmd_validate)
+
+    s = sub.add_parser("mutants", help="mutation testing: which small changes to the solutions the tests miss")
+    s.add_argument("labs", nargs="*", help="labs to test (default: all)")
+    s.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="notebooks run at once (default: all cores)")
+    no_isolation(s)
+    s.set_defaults(run=cmd_mutants, full=False)
 
     s = sub.add_parser("grade", help="autograde submitted/*/LAB/ in parallel sandboxes, export grades and feedback")
     s.add_argument("lab")

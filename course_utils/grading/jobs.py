@@ -17,6 +17,7 @@ import secrets
 import shutil
 import signal
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +58,7 @@ class GradeJob:
     denied: list[str] = field(default_factory=list)  # folders of the grading machine the sandbox must not show
     threads: int = 1  # CPU threads for the kernel's torch and BLAS
     isolated: bool = True  # False only under --no-isolation
+    stop_after_failure: bool = False  # mutation testing needs only whether some test fails
 
 
 @dataclass
@@ -193,7 +195,7 @@ def run_job(job: GradeJob) -> JobResult:
         result.failure = f"not a valid notebook: {str(err).splitlines()[0][:200] if str(err) else type(err).__name__}"
     if result.failure is None:
         try:
-            _grade(job, nbformat.reads(job.release, as_version=4), submitted, result, start)
+            _grade(job, nbformat.reads(job.release, as_version=4), submitted, result)
         except sandbox.SandboxError as err:
             result.failure = f"sandbox failed: {err}"
         except _KernelStart as err:
@@ -208,25 +210,26 @@ class _KernelStart(RuntimeError):
     """No kernel could be started for this submission (a problem of the grading machine, not of the notebook)."""
 
 
-class _Kernel:
+class JobKernel:
     """The sandbox, cgroup and kernel of one job, ended together by `close`."""
 
     def __init__(self, job: GradeJob):
         from .pool import local_resources
 
-        resources = local_resources()
+        self.resources = resources = local_resources()
         limits = job.limits
         memory = limits.memory_mb * 2**20
         self.box = self.cgroup = self.process = self.client = None
         self.folder = None
+        self.closed = threading.Lock()
+        resources.running.add(self)
         name = f"job-{secrets.token_hex(6)}"
         try:
             self.cgroup = (resources.cgroups.job(name, memory, limits.processes, job.threads)
                            if resources.cgroups else None)
             if job.isolated:
-                read_only = sandbox.environment_paths() + [sandbox.package_path()]
-                read_only += [job.env[k] for k in ("COURSE_DATA_ROOT",) if os.path.isdir(job.env.get(k, ""))]
-                self.box = sandbox.Sandbox(read_only, job.denied, memory)
+                data = [job.env[k] for k in ("COURSE_DATA_ROOT",) if os.path.isdir(job.env.get(k, ""))]
+                self.box = sandbox.Sandbox(sandbox.read_only_paths(job.denied, data), job.denied, memory)
                 home = sandbox.HOME
             else:
                 self.folder = Path(tempfile.mkdtemp(prefix="course-grade-"))
@@ -259,9 +262,8 @@ class _Kernel:
             return "memory limit: the notebook used more memory than the grader allows and was stopped"
         return reason
 
-    def close(self) -> None:
-        if self.client is not None:
-            self.client.close()
+    def terminate(self) -> None:
+        """Kill the sandbox and every process in it (safe from any thread)."""
         if self.box is not None:
             self.box.close()
         elif self.process is not None:
@@ -269,6 +271,15 @@ class _Kernel:
                 os.killpg(self.process.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+
+    def close(self) -> None:
+        """End the kernel, its sandbox and cgroup, once."""
+        if not self.closed.acquire(blocking=False):
+            return
+        self.resources.running.discard(self)
+        if self.client is not None:
+            self.client.close()
+        self.terminate()
         if self.process is not None:
             self.process.close()
         if self.cgroup is not None:
@@ -288,16 +299,16 @@ def _kernel_env(job: GradeJob, home: str) -> dict[str, str]:
     return {**env, **{k: v for k, v in job.env.items() if k.startswith("COURSE_")}}
 
 
-def _grade(job: GradeJob, release: nbformat.NotebookNode, submitted: nbformat.NotebookNode, result: JobResult,
-           start: float) -> None:
+def _grade(job: GradeJob, release: nbformat.NotebookNode, submitted: nbformat.NotebookNode,
+           result: JobResult) -> None:
     rebuilt = rebuild(submitted, release)
-    deadline = start + job.limits.submission_s
     modules = resolve_aliases(job.aliases)
     sources = {name: c.source for c in rebuilt.cells if c.cell_type == "code"
                and c.metadata.get("nbgrader", {}).get("solution") for name in defined_names(c.source)}
     verdicts = {}
     lost = ""
-    kernel = _Kernel(job)
+    kernel = JobKernel(job)
+    deadline = time.monotonic() + job.limits.submission_s  # the notebook's own time: from a ready kernel on
     try:
         for index, cell in enumerate(rebuilt.cells):
             if cell.cell_type != "code":
@@ -316,6 +327,8 @@ def _grade(job: GradeJob, release: nbformat.NotebookNode, submitted: nbformat.No
                 verdicts[gid] = (verdict.passed, verdict.message)
                 if verdict.kernel_lost:
                     lost = f"{kernel.lost_reason(verdict.kernel_lost)} (during {where})"
+                elif job.stop_after_failure and not verdict.passed:
+                    lost = f"stopped after the first failed test, {gid}"
                 continue
             if lost:
                 continue

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from .cgroups import Cgroups
@@ -26,12 +26,16 @@ PLUGIN = "course-grading"
 
 @dataclass
 class Resources:
-    """What the jobs of one worker process share: a zygote, and a parent cgroup where the machine has one."""
+    """What the jobs of one worker process share: a zygote, a parent cgroup where the machine has one, and the
+    jobs' kernels still running (ended with the resources, so that an interrupted run leaves nothing)."""
 
     zygote: Zygote
     cgroups: Cgroups | None
+    running: set = field(default_factory=set)
 
     def close(self) -> None:
+        for kernel in list(self.running):
+            kernel.terminate()  # its job sees the kernel gone, finishes, and cleans up the rest
         self.zygote.close()
         if self.cgroups is not None:
             self.cgroups.remove()
@@ -60,8 +64,12 @@ def close_local_resources() -> None:
 
 
 def worker_check(isolated: bool) -> str | None:
-    """Run on each worker before a grading run: why this worker cannot grade as asked, or None."""
-    return check_isolation() if isolated else None
+    """Run on each worker before a grading run: why this worker cannot grade as asked, or None. A worker that
+    can grade starts its zygote now, so that it imports torch while the run is being prepared."""
+    problem = check_isolation() if isolated else None
+    if problem is None:
+        local_resources()
+    return problem
 
 
 def _plugin_class() -> type:
@@ -96,7 +104,7 @@ class GradingPool:
             self.cluster = None
         else:
             self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=False,
-                                        dashboard_address=None, silence_logs=logging.ERROR)
+                                        dashboard_address=":0", silence_logs=logging.ERROR)
             self.client = Client(self.cluster)
         try:
             problems = {w: p for w, p in self.client.run(worker_check, isolated).items() if p}
@@ -116,19 +124,27 @@ class GradingPool:
 
     def run(self, jobs: dict[str, GradeJob], on_result: Callable[[str, JobResult], None]) -> None:
         """Grade `jobs` (key -> job) in parallel, calling `on_result(key, result)` as each one finishes."""
+        def lost(key: str, err: Exception) -> JobResult:  # the worker itself was lost; the submission is not to blame
+            return JobResult(jobs[key].student, failure=f"grading worker lost: {type(err).__name__}: {err}"[:300])
+
+        self.map(run_job, jobs, on_result, lost)
+
+    def map(self, func: Callable, tasks: dict[str, object], on_result: Callable[[str, object], None],
+            on_error: Callable[[str, Exception], object]) -> None:
+        """Run `func(task)` for every task in parallel; `on_result(key, value)` as each finishes (with
+        `on_error(key, error)`'s value when the worker running it was lost)."""
         from distributed import as_completed
 
-        futures = {self.client.submit(run_job, job, key=f"grade-{key}-{os.urandom(4).hex()}", pure=False,
-                                      retries=0): key for key, job in jobs.items()}
+        futures = {self.client.submit(func, task, key=f"{func.__name__}-{key}-{os.urandom(4).hex()}", pure=False,
+                                      retries=0): key for key, task in tasks.items()}
         try:
             for future in as_completed(futures):
                 key = futures[future]
                 try:
-                    result = future.result()
-                except Exception as err:  # the worker itself was lost; the submission is not to blame
-                    result = JobResult(jobs[key].student,
-                                       failure=f"grading worker lost: {type(err).__name__}: {err}"[:300])
-                on_result(key, result)
+                    value = future.result()
+                except Exception as err:
+                    value = on_error(key, err)
+                on_result(key, value)
         finally:
             for future in futures:
                 future.cancel()

@@ -27,6 +27,7 @@ from . import wire
 from .client import CellTimeout, KernelClient, KernelLost, Outputs
 
 TEST_ARGUMENT_BYTES = 256 * 2**20
+RELEASE_S = 10.0  # for the kernel to drop a test's handles
 
 
 class RemoteError(Exception):
@@ -337,6 +338,7 @@ def run_test(kernel: KernelClient, source: str, name: str, modules: dict[str, An
     finally:
         testing.SESSION.reset(token)
     if not verdict.kernel_lost:
+        session.deadline = time.monotonic() + RELEASE_S
         try:
             session.ask({"op": "release"})
         except (KernelLost, TestTimeout) as err:

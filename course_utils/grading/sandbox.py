@@ -48,13 +48,23 @@ def _under(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip("/") + "/")
 
 
-def environment_paths() -> list[str]:
-    """Folders that make up this Python environment: its prefixes and every existing folder on sys.path."""
+def _environment() -> set[str]:
+    """The interpreter's own folders: its prefixes and its standard and site-packages folders."""
     paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
              str(Path(os.path.realpath(sys.executable)).parent.parent)}
     paths |= {p for key in ("stdlib", "platstdlib", "purelib", "platlib") if (p := sysconfig.get_paths().get(key))}
-    paths |= {p for p in sys.path if p and os.path.isabs(p) and os.path.exists(p)}
-    return sorted({os.path.realpath(p) for p in paths} | paths)
+    return {q for p in paths for q in (p, os.path.realpath(p))}
+
+
+def read_only_paths(denied: list[str], extra: list[str]) -> list[str]:
+    """What a kernel may read besides the system: this Python environment (wherever it lives, a venv inside the
+    course included), the `course_utils` package, `extra` folders (the data) and the rest of sys.path, except
+    that nothing inside a `denied` folder is shown but the environment, the package and `extra`."""
+    denied = [os.path.realpath(d) for d in denied]
+    trusted = _environment() | {package_path()} | {os.path.realpath(e) for e in extra}
+    others = {q for p in sys.path if p and os.path.isabs(p) and os.path.exists(p) for q in (p, os.path.realpath(p))}
+    others = {p for p in others - trusted if not any(_under(p, d) for d in denied)}
+    return sorted(p for p in trusted | others if os.path.exists(p))
 
 
 def package_path() -> str:
@@ -63,8 +73,8 @@ def package_path() -> str:
 
 
 def bwrap_arguments(read_only: list[str], denied: list[str], tmp_bytes: int) -> list[str]:
-    """bwrap's options for one submission: the `read_only` folders, read-only at their own paths, but nothing
-    of `denied` except what `read_only` names inside it (a denied folder inside a bound one is covered)."""
+    """bwrap's options for one submission: the `read_only` folders, read-only at their own paths, except any
+    that is a `denied` folder or holds one; a denied folder inside a bound system folder is covered."""
     args = ["--unshare-all", "--die-with-parent", "--new-session", "--uid", str(SANDBOX_UID), "--gid",
             str(SANDBOX_UID), "--hostname", "grading", "--cap-drop", "ALL"]
     for path in READ_ONLY_SYSTEM:
@@ -77,15 +87,13 @@ def bwrap_arguments(read_only: list[str], denied: list[str], tmp_bytes: int) -> 
             args += ["--ro-bind", link, link]
     args += [x for path in ETC if os.path.exists(path) for x in ("--ro-bind", path, path)]
     denied = [os.path.realpath(d) for d in denied]
-    outside = [p for p in read_only if not any(_under(d, p) or _under(p, d) for d in denied)]
-    inside = [p for p in read_only if any(_under(p, d) for d in denied)]
-    args += [x for path in sorted(set(outside)) for x in ("--ro-bind", path, path)]
-    bound = [*READ_ONLY_SYSTEM, *outside]
-    args += [x for d in denied if any(_under(d, b) for b in bound) for x in ("--tmpfs", d)]
-    args += [x for path in sorted(set(inside)) for x in ("--ro-bind", path, path)]
+    args += [x for d in denied if any(_under(d, s) for s in READ_ONLY_SYSTEM) for x in ("--tmpfs", d)]
     args += ["--proc", "/proc", "--dev", "/dev"]
     for mount in ("/tmp", "/dev/shm", HOME):
         args += ["--size", str(tmp_bytes), "--perms", "0700" if mount == HOME else "1777", "--tmpfs", mount]
+    # After the private /tmp, so that an environment under the temp folder is bound on top of it.
+    bound = [p for p in sorted(set(read_only)) if not any(_under(d, p) for d in denied)]
+    args += [x for path in bound for x in ("--ro-bind", path, path)]
     args += ["--chdir", HOME]
     return args
 
@@ -137,6 +145,7 @@ class Sandbox:
             self.process = subprocess.Popen([*args, "--", "/bin/sh", "-c", holder], pass_fds=(ready_w, *data),
                                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                             stderr=subprocess.PIPE, env={"PATH": "/usr/bin:/bin"})
+            self.error = self.process.stderr
         finally:
             for fd in (ready_w, *data):
                 os.close(fd)
@@ -145,9 +154,10 @@ class Sandbox:
         finally:
             os.close(ready_r)
         if ready != b"ready":
-            error = self.process.stderr.read().decode(errors="replace").strip()[-500:] if self.process.stderr else ""
             self.close()
+            error = self.error.read().decode(errors="replace").strip()[-500:]
             raise SandboxError(f"bubblewrap could not make the sandbox: {error or 'no message'}")
+        self.error.close()  # bwrap has nothing more to say; a full pipe must never block it
         self.holder = self._holder_pid()
 
     def _holder_pid(self) -> int:
@@ -168,8 +178,8 @@ class Sandbox:
 
     def close(self) -> None:
         """End the sandbox: bwrap's death takes its pid namespace, and every process in it, along."""
-        if self.process.poll() is None:
+        try:
             self.process.kill()
+        except ProcessLookupError:
+            pass
         self.process.wait()
-        if self.process.stderr:
-            self.process.stderr.close()

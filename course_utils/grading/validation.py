@@ -1,4 +1,5 @@
-"""`course validate`: prove each lab's solution earns full marks, its release none, and nothing drifted.
+"""`course validate`: prove each lab's solution earns full marks, its release none, its typical mistakes and
+its mutants lose points, and nothing drifted.
 
 Every notebook is graded the way `course grade` grades a student (same sandbox, same referee), so a lab
 that validates is a lab that grades.
@@ -13,13 +14,15 @@ from pathlib import Path
 
 import nbformat
 
-from .classroom import bundle_from, default_limits, kernel_env
+from .classroom import LabBundle, bundle_from, default_limits, kernel_env
 from .course import Course, SubmissionResult, TestResult, same_release
-from .jobs import GradeJob, JobResult, defined_names, nbgrader_id
+from .jobs import GradeJob, JobResult, Limits, defined_names, nbgrader_id
+from .mutants import (MutantBatch, MutationReport, equivalents, graded_slice, notebook_mutants, run_batch, threshold,
+                      unknown_equivalents, with_mutant)
 from .pool import GradingPool
 from .referee import free_names
 
-REFERENCE, UNTOUCHED = "reference", "untouched"
+REFERENCE, UNTOUCHED, SLICED = "reference", "untouched", "reference_sliced"
 
 
 @dataclass
@@ -29,6 +32,7 @@ class LabReport:
     lab: str
     reference: SubmissionResult | None = None
     untouched: SubmissionResult | None = None
+    mutation: MutationReport | None = None
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -90,11 +94,18 @@ def leaked_results(source: nbformat.NotebookNode, release: nbformat.NotebookNode
     return found
 
 
-def validate(repo: Course, labs: list[str], pool: GradingPool) -> list[LabReport]:
-    """Validate `labs`, grading the solution, the untouched release and every typical mistake of each in `pool`."""
-    reports = {lab: LabReport(lab) for lab in labs}
-    jobs: dict[tuple[str, str], GradeJob] = {}
-    limits = default_limits(repo)
+@dataclass
+class _Lab:
+    """A lab as validation grades it: its source, release and bundle."""
+
+    source: nbformat.NotebookNode
+    release: str
+    bundle: LabBundle
+
+
+def _prepare(repo: Course, labs: list[str], reports: dict[str, LabReport]) -> dict[str, _Lab]:
+    """Release every lab afresh; note a stale release/, tests reading plain cells, results in the release."""
+    prepared = {}
     with tempfile.TemporaryDirectory(prefix="validate-release-") as tmp:
         fresh = Course.copy_of(repo.root, Path(tmp), labs)
         for lab in labs:
@@ -105,23 +116,114 @@ def validate(repo: Course, labs: list[str], pool: GradingPool) -> list[LabReport
             release = fresh.release_notebook(lab).read_text()
             bundle = bundle_from(lab, source, release)
             reports[lab].problems += test_inputs(source, bundle.tests, bundle.aliases)
-            shipped = repo.release_notebook(lab) if repo.release_notebook(lab).is_file() else fresh.release_notebook(lab)
             reports[lab].problems += [f"the release states a result: {leak}" for leak in
                                       leaked_results(source, nbformat.reads(release, as_version=4))]
-            notebooks = {REFERENCE: source, UNTOUCHED: nbformat.read(shipped, as_version=4)}
-            notebooks.update({f"mistake_{m.name}": repo.notebook_with_mistake(lab, m) for m in repo.mistakes(lab)})
-            for student, nb in notebooks.items():
-                jobs[lab, student] = GradeJob(
-                    lab=lab, student=student, submission=nbformat.writes(nb).encode(), release=release,
-                    tests=bundle.tests, aliases=bundle.aliases, limits=limits, env=kernel_env(),
-                    denied=[str(repo.root)], threads=pool.threads, isolated=pool.isolated)
+            prepared[lab] = _Lab(source, release, bundle)
+    return prepared
+
+
+def _grade(repo: Course, prepared: dict[str, _Lab], notebooks: dict[tuple[str, str], nbformat.NotebookNode],
+           pool: GradingPool, stop_after_failure: bool = False,
+           limits: Limits | None = None) -> dict[tuple[str, str], SubmissionResult]:
+    """Grade each (lab, student) notebook as `course grade` would, all labs in one queue."""
+    limits = limits or default_limits(repo)
+    jobs = {f"{lab}-{student}": _job(repo, prepared[lab], student, nb, pool, limits, stop_after_failure)
+            for (lab, student), nb in notebooks.items()}
+    keys = {f"{lab}-{student}": (lab, student) for lab, student in notebooks}
     results: dict[tuple[str, str], SubmissionResult] = {}
-    keys = {f"{lab}-{student}": (lab, student) for lab, student in jobs}
-    pool.run({name: jobs[key] for name, key in keys.items()},
-             lambda name, result: results.__setitem__(keys[name], as_submission_result(*keys[name], result)))
+    pool.run(jobs, lambda name, result: results.__setitem__(keys[name], as_submission_result(*keys[name], result)))
+    return results
+
+
+MUTANT_CELL_S = 60  # a mutant that makes a cell run longer than this has made a test fail
+
+
+def mutation_reports(repo: Course, prepared: dict[str, _Lab], pool: GradingPool,
+                     sliced_reference: dict[str, SubmissionResult]) -> dict[str, MutationReport]:
+    """Grade every non-equivalent mutant of each lab; a mutant is killed when it loses an autograded test.
+
+    First the mutants of each answer cell are tried together in one kernel against the cells up to the next
+    answer (`run_batch`); those that survive, or were not decided, are then graded alone on the whole notebook.
+    """
+    limits = default_limits(repo)
+    limits = type(limits)(cell_s=min(limits.cell_s, MUTANT_CELL_S), submission_s=limits.submission_s,
+                          memory_mb=limits.memory_mb, processes=limits.processes)
+    reports, batches, chosen, bases = {}, {}, {}, {}
+    for lab, item in prepared.items():
+        report = MutationReport(lab, equivalent=equivalents(repo, lab))
+        reference = sliced_reference.get(lab)
+        report.sliced = reference is not None and not reference.errors and not reference.lost()
+        bases[lab] = graded_slice(item.source) if report.sliced else item.source
+        mutants = notebook_mutants(item.source)
+        report.problems += unknown_equivalents(report, mutants)
+        for mutant in mutants:
+            if f"{mutant.cell}: {mutant.key}" not in report.equivalent:
+                chosen.setdefault((lab, mutant.cell), []).append(mutant)
+        reports[lab] = report
+    for (lab, cell), mutants in chosen.items():
+        job = _job(repo, prepared[lab], "mutants", bases[lab], pool, limits)
+        batches[f"{lab}-{cell}"] = MutantBatch(job, cell, [m.source for m in mutants])
+    decided: dict[str, list] = {}
+    pool.map(run_batch, batches, decided.__setitem__, lambda key, err: [None] * len(batches[key].sources))
+    alone = {}
+    for (lab, cell), mutants in chosen.items():
+        for mutant, killed in zip(mutants, decided.get(f"{lab}-{cell}", [None] * len(mutants))):
+            if killed:
+                reports[lab].killed.append(mutant)
+            else:
+                alone[lab, f"mutant_{len(alone)}"] = mutant
+    results = _grade(repo, prepared, {key: with_mutant(bases[key[0]], m) for key, m in alone.items()}, pool,
+                     stop_after_failure=True, limits=limits)
+    for (lab, student), mutant in alone.items():
+        result = results.get((lab, student))
+        (reports[lab].killed if result is None or result.lost() else reports[lab].survived).append(mutant)
+    return reports
+
+
+def _job(repo: Course, item: _Lab, student: str, nb: nbformat.NotebookNode, pool: GradingPool, limits: Limits,
+         stop_after_failure: bool = False) -> GradeJob:
+    return GradeJob(lab=item.bundle.lab, student=student, submission=nbformat.writes(nb).encode(),
+                    release=item.release, tests=item.bundle.tests, aliases=item.bundle.aliases, limits=limits,
+                    env=kernel_env(), denied=[str(repo.root)], threads=pool.threads, isolated=pool.isolated,
+                    stop_after_failure=stop_after_failure)
+
+
+def mutants_only(repo: Course, labs: list[str], pool: GradingPool) -> dict[str, MutationReport]:
+    """`course mutants`: the mutation reports of `labs`, nothing else."""
+    reports = {lab: LabReport(lab) for lab in labs}
+    prepared = _prepare(repo, labs, reports)
+    sliced = _grade(repo, prepared, {(lab, SLICED): graded_slice(p.source) for lab, p in prepared.items()}, pool)
+    return mutation_reports(repo, prepared, pool, {lab: sliced[lab, SLICED] for lab in labs})
+
+
+def validate(repo: Course, labs: list[str], pool: GradingPool, mutants: bool = True) -> list[LabReport]:
+    """Validate `labs`: grade the solution, the untouched release and every typical mistake of each in `pool`,
+    then (with `mutants`) every mutant of its answers; a lab fails below the course's mutation threshold."""
+    reports = {lab: LabReport(lab) for lab in labs}
+    prepared = _prepare(repo, labs, reports)
+    notebooks: dict[tuple[str, str], nbformat.NotebookNode] = {}
+    for lab, item in prepared.items():
+        shipped = repo.release_notebook(lab)
+        notebooks[lab, REFERENCE] = item.source
+        notebooks[lab, UNTOUCHED] = nbformat.read(shipped, as_version=4) if shipped.is_file() else \
+            nbformat.reads(item.release, as_version=4)
+        notebooks.update({(lab, f"mistake_{m.name}"): repo.notebook_with_mistake(lab, m) for m in repo.mistakes(lab)})
+        if mutants:
+            notebooks[lab, SLICED] = graded_slice(item.source)
+    results = _grade(repo, prepared, notebooks, pool)
     for lab, report in reports.items():
         report.reference, report.untouched = results.get((lab, REFERENCE)), results.get((lab, UNTOUCHED))
         _judge(repo, report, results)
+    if mutants:
+        needed = threshold(repo)
+        sliced = {lab: results[lab, SLICED] for lab in labs if (lab, SLICED) in results}
+        for lab, mutation in mutation_reports(repo, prepared, pool, sliced).items():
+            reports[lab].mutation = mutation
+            reports[lab].problems += mutation.problems
+            if mutation.score < needed:
+                reports[lab].problems.append(
+                    f"the tests kill {mutation.score:.0%} of the mutants, below the course's {needed:.0%}; "
+                    f"`course mutants {lab}` lists the {len(mutation.survived)} survivors")
     return list(reports.values())
 
 

@@ -52,6 +52,9 @@ def _encode(value: Any, handle: Callable[[Any], dict], buffers: list[bytes], dep
     cls = f"{type(value).__module__}.{type(value).__qualname__}"
     if value is None:
         return {"t": "none"}
+    if isinstance(value, np.generic) and value.dtype.name in DTYPES:  # before float: np.float64 is a float
+        buffers.append(np.asarray(value).tobytes())
+        return {"t": "npscalar", "dtype": value.dtype.name, "b": len(buffers) - 1, "cls": cls}
     if isinstance(value, bool):
         return {"t": "bool", "v": bool(value), "cls": cls}
     if isinstance(value, int):
@@ -79,9 +82,6 @@ def _encode(value: Any, handle: Callable[[Any], dict], buffers: list[bytes], dep
         buffers.append(array.tobytes())
         return {"t": "ndarray", "dtype": array.dtype.name, "shape": list(array.shape), "b": len(buffers) - 1,
                 "cls": cls}
-    if isinstance(value, np.generic) and value.dtype.name in DTYPES:
-        buffers.append(np.asarray(value).tobytes())
-        return {"t": "npscalar", "dtype": value.dtype.name, "b": len(buffers) - 1, "cls": cls}
     if torch is not None:
         if isinstance(value, torch.Tensor) and _tensor_dtype(value) in DTYPES and value.layout == torch.strided:
             return _encode_tensor(value, handle, buffers, depth, cls)

@@ -33,7 +33,8 @@ from pathlib import Path
 
 from .sandbox import SANDBOX_UID
 
-PRELOAD = ["numpy", "torch", "torch.nn", "torch.nn.functional", "torch.optim", "torchvision", "matplotlib",
+# torch._dynamo: the first optimizer a kernel builds imports it, which costs seconds of CPU per kernel.
+PRELOAD = ["numpy", "torch", "torch.nn", "torch.nn.functional", "torch.optim", "torch._dynamo", "torchvision", "matplotlib",
            "matplotlib.font_manager", "tqdm.auto", "ipykernel.kernelapp", "ipykernel.ipkernel", "course_utils",
            "course_utils.checks", "course_utils.testing", "course_utils.grading.kernel"]
 WAIT_FOR_ZYGOTE_S = 120.0  # a zygote still importing at the first submission is worth waiting for

@@ -7,6 +7,7 @@ import re
 import pytest
 
 import lab_notebooks as ln
+from course_utils.grading.classroom import grade_lab
 from course_utils.grading.course import Course, SubmissionResult
 from lab_server import require_browser
 
@@ -24,7 +25,8 @@ SOLUTION, MISTAKE = "solution", "typical_mistake"
 
 @pytest.fixture(scope="module")
 def graded(course_root, kernel_env) -> dict[str, SubmissionResult]:
-    """Release every lab, then submit and autograde the solution and the first typical mistake of GRADED_LAB."""
+    """Release every lab, then submit and grade (as `course grade` does) the solution and the first typical mistake
+    of GRADED_LAB."""
     course = Course(course_root)
     with pytest.MonkeyPatch.context() as env:
         for name, value in kernel_env.items():
@@ -33,7 +35,7 @@ def graded(course_root, kernel_env) -> dict[str, SubmissionResult]:
             course.release(lab)
         course.submit(GRADED_LAB, SOLUTION, ln.read(course.source_notebook(GRADED_LAB)))
         course.submit(GRADED_LAB, MISTAKE, course.notebook_with_mistake(GRADED_LAB, course.mistakes(GRADED_LAB)[0]))
-        return {student: course.autograde(GRADED_LAB, student) for student in (SOLUTION, MISTAKE)}
+        return {o.student: o.result for o in grade_lab(course, GRADED_LAB, workers=2, progress=False)}
 
 
 def shown(score: float, max_score: float) -> str:
