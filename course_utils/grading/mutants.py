@@ -211,7 +211,7 @@ def notebook_mutants(nb: nbformat.NotebookNode) -> list[Mutant]:
 
 
 def with_mutant(nb: nbformat.NotebookNode, mutant: Mutant) -> nbformat.NotebookNode:
-    changed = nbformat.from_dict(json.loads(nbformat.writes(nb)))
+    changed = nbformat.reads(nbformat.writes(nb), as_version=4)
     for cell in changed.cells:
         if nbgrader_id(cell) == mutant.cell:
             cell.source = mutant.source
@@ -237,7 +237,7 @@ def graded_slice(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
             if not keep[index] and cell.cell_type == "code" and (needed & (set(defined_names(cell.source))
                                                                            | _imports(cell.source))):
                 keep[index] = changed = True
-    sliced = nbformat.from_dict(json.loads(nbformat.writes(nb)))
+    sliced = nbformat.reads(nbformat.writes(nb), as_version=4)
     sliced.cells = [c for c, k in zip(sliced.cells, keep) if k]
     return sliced
 
