@@ -291,6 +291,13 @@ async def always_ok(*args, **kwargs):
 kernel.do_execute = always_ok
 """
 
+REDIRECTS_THE_GRADER = """
+import glob, os
+for path in glob.glob(os.path.expanduser('~/.kernel/kernel-*')):
+    os.remove(path)
+    os.symlink('/run/postgresql/.s.PGSQL.5432', path)  # a socket of the grading machine, were it followed
+"""
+
 HIJACKS_THE_AGENT = """
 import gc
 from course_utils.grading import agent
@@ -370,6 +377,7 @@ def submissions(course: Course, udp_port: int = 9, tcp_port: int = 9) -> dict[st
         "reads_the_test": _answers(release(), READS_THE_TEST.strip(), "2 * x"),
         "patches_the_referees_tools": _after(wrong(), "add", PATCHES_THE_REFEREES_TOOLS),
         "hijacks_the_agent": _after(wrong(), "add", HIJACKS_THE_AGENT),
+        "redirects_the_grader": _after(good(), "add", REDIRECTS_THE_GRADER),
         "shows_scripts": _after(good(), "add", SHOWS_SCRIPTS),
     }
     tampered = wrong()  # test_add deleted, test_double emptied and moved to the top: the real tests still run

@@ -28,7 +28,7 @@ POINTS = {  # every submission that is graded, with its autograded points out of
     "floods_memory": 3, "huge_allocation": 3, "fork_bomb": 3, "reads_secrets": 3, "attacks_others": 0,
     "looks_for_leaks": 3, "forges_grades": 1, "leaves_a_daemon": 3, "stops_the_grader": 3, "native_code": 3,
     "crashes_itself": 3, "network": 3, "eq_always_true": 1, "array_subclasses": 1, "reads_the_test": 1,
-    "patches_the_referees_tools": 1, "hijacks_the_agent": 0, "shows_scripts": 3, "tampered_tests": 1,
+    "patches_the_referees_tools": 1, "hijacks_the_agent": 0, "redirects_the_grader": 3, "shows_scripts": 3, "tampered_tests": 1,
     "reordered": 3,
 }
 NOT_GRADED = {"not_json": "not a valid notebook", "not_a_notebook": "not a valid notebook"}

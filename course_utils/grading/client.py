@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -105,13 +106,23 @@ class Outputs:
 class KernelClient:
     """The referee's connection to one kernel: `execute` a cell, `request` the agent, `interrupt`, `close`."""
 
-    def __init__(self, ip: str, key: str, pid: int, ended: Callable[[], str | None]):
-        """`ip`: the kernel's socket path prefix as this process sees it; `ended()`: why it has exited, or None."""
+    def __init__(self, ip: str, key: str, pid: int, ended: Callable[[], str | None], timeout_s: float):
+        """`ip`: the kernel's socket path prefix as this process sees it; `ended()`: why it has exited, or None.
+        Waits up to `timeout_s` for the kernel to make its sockets."""
         self.pid, self.ended = pid, ended
+        deadline = time.monotonic() + timeout_s
+        while not all(os.path.exists(f"{ip}-{CHANNELS[c]}") for c in ("shell", "iopub")):
+            self._check_alive()
+            if time.monotonic() > deadline:
+                raise KernelLost(f"the grading kernel did not start within {timeout_s:.0f} s")
+            time.sleep(0.02)
         self.session = Session(key=key.encode(), signature_scheme="hmac-sha256", username="referee")
         self.context = zmq.Context()
         self.context.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
         self.context.setsockopt(zmq.LINGER, 0)
+        # Connect once, to the sockets the kernel made before any student code ran: a reconnection would look
+        # the path up again, and the student's code could by then have turned it into a link elsewhere.
+        self.context.setsockopt(zmq.RECONNECT_IVL, -1)
         self.shell = self._socket(zmq.DEALER, ip, "shell")
         self.iopub = self._socket(zmq.SUB, ip, "iopub")
         self.iopub.setsockopt(zmq.SUBSCRIBE, b"")
@@ -122,8 +133,11 @@ class KernelClient:
         self.requests = 0
 
     def _socket(self, kind: int, ip: str, channel: str) -> zmq.Socket:
+        path = f"{ip}-{CHANNELS[channel]}"
+        if not stat.S_ISSOCK(os.lstat(path).st_mode):
+            raise KernelLost(f"the kernel's {channel} channel is not a socket")
         sock = self.context.socket(kind)
-        sock.connect(f"ipc://{ip}-{CHANNELS[channel]}")
+        sock.connect(f"ipc://{path}")
         return sock
 
     # -- receiving

@@ -248,7 +248,8 @@ class JobKernel:
             except RuntimeError as err:
                 raise _KernelStart(str(err)) from None
             root = f"/proc/{self.process.pid}/root" if self.box else ""
-            self.client = KernelClient(f"{root}{home}/.kernel/kernel", key, self.process.pid, self.process.ended)
+            self.client = KernelClient(f"{root}{home}/.kernel/kernel", key, self.process.pid, self.process.ended,
+                                       KERNEL_START_S)
             self.client.wait_ready(KERNEL_START_S)
         except KernelLost as err:
             self.close()
