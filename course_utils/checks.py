@@ -99,31 +99,92 @@ def conv_output_size_reference(n: int, kernel_size: int, padding: int = 0, strid
     return (n + 2 * padding - dilation * (kernel_size - 1) - 1) // stride + 1
 
 
-# Wrong versions of the conv output-size formula, each paired with the term a student got wrong.
+def check_int_tuple(value: Any, length: int | None, name: str) -> None:
+    """Fail unless `value` is a tuple of ints (of `length` entries when given), as a docstring's "tuple of ints" asks.
+
+    A list, a tensor or NumPy integers are refused with what they are. Used by conv_shapes.
+    """
+    if not isinstance(value, tuple):
+        raise AssertionError(f"{name} should be a tuple of ints, but it is a {type(value).__name__}: {value!r}.")
+    wrong = [f"entry {i} is a {type(v).__name__}" for i, v in enumerate(value)
+             if not isinstance(v, int) or isinstance(v, bool)]
+    if wrong:
+        raise AssertionError(f"{name} should be a tuple of ints, but in {value!r} " + "; ".join(wrong) + ".")
+    if length is not None and len(value) != length:
+        raise AssertionError(f"{name} should have {length} entries, but {value!r} has {len(value)}.")
+
+
+def refuse_forward(module: torch.nn.Module, inputs: Any) -> None:
+    """A forward pre-hook that fails every call of the module it is registered on.
+
+    Tests register it on layers whose output a student must reason out from the settings alone, so that
+    running the layer is reported as such. Used by conv_shapes.
+    """
+    raise RuntimeError(f"the layer {module} was run; work out the shape from its settings without running it")
+
+
+# Wrong versions of the conv output-size formula, each paired with the term a student got wrong. With
+# L = n + 2p the padded side and span = d(k - 1) + 1 the pixels a dilated kernel covers, the truth is
+# (L - span) // s + 1.
 _CONV_SIZE_SLIPS: list[tuple[str, Callable[[int, int, int, int, int], int]]] = [
     ("the final + 1 is missing", lambda n, k, p, s, d: (n + 2 * p - d * (k - 1) - 1) // s),
+    ("the + 1 is inside the division; it belongs after the floor",
+     lambda n, k, p, s, d: (n + 2 * p - d * (k - 1) - 1 + 1) // s),
     ("the padding is added on one side only; it should be 2 * padding",
      lambda n, k, p, s, d: (n + p - d * (k - 1) - 1) // s + 1),
+    ("the padding is ignored; it adds 2 * padding to the side",
+     lambda n, k, p, s, d: (n - d * (k - 1) - 1) // s + 1),
     ("the dilation is ignored; the kernel spans dilation * (kernel_size - 1) + 1 pixels",
      lambda n, k, p, s, d: (n + 2 * p - (k - 1) - 1) // s + 1),
     ("the - 1 inside the floor is missing", lambda n, k, p, s, d: (n + 2 * p - d * (k - 1)) // s + 1),
     ("the division rounds up; it should round down (floor)",
-     lambda n, k, p, s, d: math.ceil((n + 2 * p - d * (k - 1) - 1) / s) + 1),
+     lambda n, k, p, s, d: -(-(n + 2 * p - d * (k - 1) - 1) // s) + 1),
     ("the stride is ignored; the result should be divided by the stride",
      lambda n, k, p, s, d: n + 2 * p - d * (k - 1) - 1 + 1),
     ("the kernel term should be dilation * (kernel_size - 1), not dilation * kernel_size",
      lambda n, k, p, s, d: (n + 2 * p - d * k - 1) // s + 1),
 ]
 
+ConvSizeAnswer = tuple[tuple[int, int, int, int, int], Any, int]
 
-def explain_conv_size(got: int, n: int, kernel_size: int, padding: int = 0, stride: int = 1, dilation: int = 1) -> str:
-    """Say which term of the output-size formula a wrong answer `got` most likely got wrong."""
-    want = conv_output_size_reference(n, kernel_size, padding, stride, dilation)
-    setting = (
-        f"with padding {padding}, stride {stride} and dilation {dilation}, "
-        f"a {kernel_size}x{kernel_size} kernel maps side {n} to {want}, but you predicted {got}"
-    )
-    for slip, formula in _CONV_SIZE_SLIPS:
-        if formula(n, kernel_size, padding, stride, dilation) == got:
-            return f"{setting}: {slip}."
-    return f"{setting}; compare each term with floor((n + 2p - d(k - 1) - 1) / s) + 1."
+
+def _slip_fit(formula: Callable[..., int], answers: Sequence[ConvSizeAnswer]) -> int | None:
+    """How many inputs a slip's formula tells apart from the truth, if it reproduces every answer; else None."""
+    predicted = [formula(*case) for case, _, _ in answers]
+    if not all(type(got) is int and got == guess for (_, got, _), guess in zip(answers, predicted)):
+        return None
+    return sum(guess != want for (_, _, want), guess in zip(answers, predicted))
+
+
+def conv_size_slip(answers: Sequence[ConvSizeAnswer], min_witnesses: int = 3) -> tuple[str, int] | None:
+    """The one slip of the output-size formula that explains a student's answers, with its number of witnesses.
+
+    `answers` holds `((n, kernel_size, padding, stride, dilation), got, want)` triples. A slip is named only
+    when recomputing with it gives the student's `got` on every input, and it differs from the truth `want`
+    on at least `min_witnesses` of them (its witnesses); when no slip, or more than one, fits, the result is
+    None.
+    """
+    fitting = [(slip, fit) for slip, formula in _CONV_SIZE_SLIPS
+               if (fit := _slip_fit(formula, answers)) is not None and fit >= min_witnesses]
+    return fitting[0] if len(fitting) == 1 else None
+
+
+def explain_conv_size(answers: Sequence[ConvSizeAnswer], min_witnesses: int = 3) -> str:
+    """What is wrong in a student's output sizes, or "" when every answer is right.
+
+    `answers` holds `((n, kernel_size, padding, stride, dilation), got, want)` triples, `want` being what the
+    layer gives. The message names the first wrong answer and how many are wrong, and a likely slip in the
+    formula only when `conv_size_slip` confirms it on at least `min_witnesses` inputs. Used by conv_shapes.
+    """
+    wrong = [(case, got, want) for case, got, want in answers if type(got) is not int or got != want]
+    if not wrong:
+        return ""
+    (n, k, p, s, d), got, want = wrong[0]
+    message = (f"for n={n}, kernel_size={k}, padding={p}, stride={s}, dilation={d} you computed {got!r}, "
+               f"the layer gives {want} ({len(wrong)} of your {len(answers)} answers are wrong)")
+    found = conv_size_slip(answers, min_witnesses)
+    if found is not None:
+        slip, witnesses = found
+        return (f"{message}. Likely cause, confirmed on all {len(answers)} inputs (on {witnesses} of them it "
+                f"changes the result): {slip}.")
+    return f"{message}. Check each term of your rule against the measured tables."

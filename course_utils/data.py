@@ -100,3 +100,46 @@ def load_fashion_mnist(
     X_train, y_train = X_train[keep], y_train[keep]
     mean, std = X_train.mean(dim=0), X_train.std(dim=0).clamp_min(MIN_PIXEL_STD)
     return Split(*(t.to(device) for t in ((X_train - mean) / std, y_train, (X_test - mean) / std, y_test)))
+
+
+def _fashion_mnist_uint8(root: str | Path | None, download: bool) -> tuple[torch.Tensor, ...]:
+    """Fashion-MNIST's raw images (uint8, (n, 28, 28)) and labels: train images, train labels, test images, test labels."""
+    from torchvision.datasets import FashionMNIST
+
+    folder = data_root(root)
+    try:
+        train = FashionMNIST(str(folder), train=True, download=download)
+        test = FashionMNIST(str(folder), train=False, download=download)
+    except RuntimeError as err:  # torchvision raises RuntimeError for missing files and failed downloads
+        raise FileNotFoundError(
+            f"Fashion-MNIST is not in {folder / 'FashionMNIST' / 'raw'} and could not be downloaded. "
+            f"Offline, set the environment variable {DATA_ROOT_ENV} (or pass root=...) to a folder "
+            f"holding FashionMNIST/raw/, such as the course's shared/datasets folder."
+        ) from err
+    return train.data, train.targets, test.data, test.targets
+
+
+def load_fashion_mnist_images(
+    root: str | Path | None = None,
+    num_train: int = 6000,
+    num_test: int | None = None,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    download: bool = True,
+) -> Split:
+    """Fashion-MNIST as images (n, 1, 28, 28), standardized with the training pixels' one mean and one std.
+
+    Keeps a random subset of `num_train` training images and of `num_test` test images (all of them when
+    fewer exist, or when `num_test` is None), chosen with `seed`; one scalar mean and standard deviation
+    (not one per pixel) keep the picture an image that convolutions and spatial statistics make sense on.
+    Used by norm_layers.
+    """
+    train_images, y_train, test_images, y_test = _fashion_mnist_uint8(root, download)
+    gen = torch.Generator().manual_seed(seed)
+    keep_train = torch.randperm(len(train_images), generator=gen)[:num_train]
+    keep_test = torch.randperm(len(test_images), generator=gen)[:num_test]
+    X_train = train_images[keep_train].unsqueeze(1).float() / 255
+    X_test = test_images[keep_test].unsqueeze(1).float() / 255
+    mean, std = X_train.mean(), X_train.std()
+    return Split(*(t.to(device) for t in ((X_train - mean) / std, y_train[keep_train],
+                                          (X_test - mean) / std, y_test[keep_test])))

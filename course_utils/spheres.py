@@ -1,20 +1,25 @@
-"""The concentric-spheres dataset of Gilmer et al. (2018): uniform points on spheres in d dimensions."""
+"""The concentric-spheres dataset of Gilmer et al. (2018): uniform points on spheres in d dimensions, and the
+geometry of the sphere that the lab compares its runs with (bands, caps and the isoperimetric bound)."""
 
 from __future__ import annotations
 
+import functools
+import math
+
+import numpy as np
 import torch
 
 RADII = (1.0, 1.3)  # class 0 lies on the inner sphere, class 1 on the outer one
 
 
-def sample_sphere(n: int, d: int, radius: float = 1.0, seed: int = 0) -> torch.Tensor:
-    """`n` points drawn uniformly on the sphere of `radius` in `d` dimensions, shape (n, d).
+def sample_sphere(n: int, d: int, radius: float = 1.0, seed: int = 0, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """`n` points drawn uniformly on the sphere of `radius` in `d` dimensions, shape (n, d), of `dtype`.
 
     A standard Gaussian vector has a rotation-invariant law, so dividing it by its length gives a
-    uniform direction. Used by adversarial_spheres.
+    uniform direction. Draws from a private generator seeded with `seed`. Used by adversarial_spheres.
     """
     gen = torch.Generator().manual_seed(seed)
-    Z = torch.randn(n, d, generator=gen)
+    Z = torch.randn(n, d, generator=gen, dtype=dtype)
     return radius * Z / Z.norm(dim=1, keepdim=True)
 
 
@@ -44,3 +49,75 @@ def nearest_pair_distance(X: torch.Tensor, chunk: int = 2048) -> float:
         d2[rows, rows + start] = float("inf")  # a point is not its own neighbour
         best = min(best, d2.min().item())
     return max(best, 0.0) ** 0.5
+
+
+@functools.lru_cache(maxsize=64)
+def _height_cdf(d: int, steps: int = 200_001) -> tuple[np.ndarray, np.ndarray]:
+    """Heights x1 = sin(a) on a fine grid of latitudes a and the share of the unit sphere below each.
+
+    The latitude a of a uniform point has density proportional to cos(a)^(d - 2); the cumulative integral uses
+    the trapezoidal rule on `steps` latitudes.
+    """
+    latitude = np.linspace(-np.pi / 2, np.pi / 2, steps)
+    density = np.clip(np.cos(latitude), 0.0, None) ** (d - 2)
+    cdf = np.concatenate([[0.0], np.cumsum((density[1:] + density[:-1]) / 2)])
+    return np.sin(latitude), cdf / cdf[-1]
+
+
+def _share_below(d: int, t: float) -> float:
+    heights, cdf = _height_cdf(d)
+    return float(np.interp(t, heights, cdf))
+
+
+def height_share(d: int, low: float, high: float) -> float:
+    """The share of the unit sphere in `d` >= 2 dimensions whose first coordinate lies in [low, high].
+
+    On the sphere, x1 = sin(a) where the latitude a has density proportional to cos(a)^(d - 2): in 3-D this
+    is Archimedes' uniform x1, in high dimension x1 * sqrt(d) is close to a standard Gaussian.
+    Used by adversarial_spheres.
+    """
+    if d < 2:
+        raise ValueError("height_share needs d >= 2")
+    return max(0.0, _share_below(d, high) - _share_below(d, low))
+
+
+def band_share(d: int, h: float) -> float:
+    """The share of the unit sphere in `d` dimensions within height `h` of an equator: |x1| <= h."""
+    return height_share(d, -h, h)
+
+
+def cap_height(d: int, share: float) -> float:
+    """The height t of the cap {x1 >= t} that covers `share` of the unit sphere in `d` dimensions."""
+    if not 0.0 < share < 1.0:
+        raise ValueError("a cap's share lies strictly between 0 and 1")
+    heights, cdf = _height_cdf(d)
+    return float(np.interp(1.0 - share, cdf, heights))
+
+
+def robust_accuracy_bound(d: int, error_rate: float, eps: float) -> float:
+    """The largest share of the unit sphere in `d` dimensions farther than `eps` (L2) from a set of measure `error_rate`.
+
+    By the isoperimetric inequality on the sphere (Levy), among all sets of a given measure a cap has the
+    smallest eps-neighbourhood, so no classifier that errs on `error_rate` of the sphere keeps more than
+    this share of points free of errors within `eps` on the same sphere (Gilmer et al., 2018). A chord of
+    length eps spans the angle 2 asin(eps / 2). Used by adversarial_spheres.
+    """
+    if error_rate <= 0.0:
+        return 1.0
+    if error_rate >= 1.0:
+        return 0.0
+    angle = math.asin(cap_height(d, error_rate)) - 2 * math.asin(min(eps, 2.0) / 2)
+    return 1.0 - height_share(d, math.sin(max(angle, -math.pi / 2)), 1.0)
+
+
+def meridian_coordinates(X: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
+    """Each row of X as (its coordinate along `direction`, its distance from the line of `direction`), shape (n, 2).
+
+    Every point of a sphere centred at 0 lands on the half-circle of its radius, so both spheres and any
+    point on them can be drawn exactly in this half-plane. Used by adversarial_spheres.
+    """
+    u = direction / direction.norm()
+    along = X @ u
+    across = (X - along.unsqueeze(1) * u).norm(dim=1)
+    return torch.stack([along, across], dim=1)
+

@@ -73,6 +73,36 @@ def calibrate_batchnorm(model: nn.Module, X: torch.Tensor) -> None:
     model.train(was_training)
 
 
+def train_model(
+    X: torch.Tensor,
+    y: torch.Tensor,
+    depth: int,
+    batchnorm: bool,
+    lr: float,
+    seed: int = 0,
+    num_epochs: int = 3,
+    batch_size: int = 32,
+    width: int = 64,
+    num_classes: int = 10,
+    X_test: torch.Tensor | None = None,
+    y_test: torch.Tensor | None = None,
+) -> tuple[nn.Sequential, Run]:
+    """`train_one`, also returning the trained model (to look inside it afterwards). Used by mlp_depth_sweep."""
+    torch.manual_seed(seed)
+    model = mlp(X.shape[1], width, depth, num_classes, batchnorm).to(X)
+    calibrate_batchnorm(model, X)
+    loss, train_acc = evaluate(model, X, y)
+    losses = [loss]
+    for epoch in range(num_epochs):
+        fit(model, X, y, 1, lr, batch_size=batch_size, seed=epoch_seed(seed, epoch), progress=False)
+        loss, train_acc = evaluate(model, X, y)
+        losses.append(loss)
+        if not math.isfinite(loss):
+            break
+    test_acc = evaluate(model, X_test, y_test)[1] if X_test is not None else math.nan
+    return model, Run(depth, batchnorm, lr, seed, losses, train_acc, test_acc)
+
+
 def train_one(
     X: torch.Tensor,
     y: torch.Tensor,
@@ -92,19 +122,40 @@ def train_one(
     Losses are eval-mode training losses, the first after `calibrate_batchnorm` at initialization.
     The reference that `sweep(..., vectorized=True)` must reproduce. Used by mlp_depth_sweep.
     """
+    return train_model(X, y, depth, batchnorm, lr, seed, num_epochs, batch_size, width, num_classes, X_test, y_test)[1]
+
+
+def train_with(
+    build: Callable[..., nn.Module],
+    evaluate: Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[float, float]],
+    train_epoch: Callable[..., float],
+    X: torch.Tensor,
+    y: torch.Tensor,
+    depth: int,
+    batchnorm: bool,
+    lr: float,
+    seed: int = 0,
+    num_epochs: int = 3,
+    batch_size: int = 32,
+    width: int = 64,
+    num_classes: int = 10,
+) -> list[float]:
+    """`train_one`'s loss curve, computed with a lab's own pieces: `build(in, width, depth, classes, batchnorm)`
+    makes the model, `evaluate(model, X, y)` measures it and `train_epoch(model, optimizer, X, y, batch_size,
+    generator)` trains one epoch. Same seeds as `train_one`, so a correct set of pieces gives its losses.
+    Used by mlp_depth_sweep.
+    """
     torch.manual_seed(seed)
-    model = mlp(X.shape[1], width, depth, num_classes, batchnorm).to(X)
+    model = build(X.shape[1], width, depth, num_classes, batchnorm).to(X)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
     calibrate_batchnorm(model, X)
-    loss, train_acc = evaluate(model, X, y)
-    losses = [loss]
+    losses = [evaluate(model, X, y)[0]]
     for epoch in range(num_epochs):
-        fit(model, X, y, 1, lr, batch_size=batch_size, seed=epoch_seed(seed, epoch), progress=False)
-        loss, train_acc = evaluate(model, X, y)
-        losses.append(loss)
-        if not math.isfinite(loss):
-            break
-    test_acc = evaluate(model, X_test, y_test)[1] if X_test is not None else math.nan
-    return Run(depth, batchnorm, lr, seed, losses, train_acc, test_acc)
+        train_epoch(model, optimizer, X, y, batch_size, torch.Generator().manual_seed(epoch_seed(seed, epoch)))
+        losses.append(evaluate(model, X, y)[0])
+        if not math.isfinite(losses[-1]):
+            break  # NaN weights stay NaN
+    return losses
 
 
 class _Stack:

@@ -81,10 +81,51 @@ def test_sphere_attack_matches_model_predictions_and_restores_the_mode(batchnorm
     torch.manual_seed(0)
     model = models.mlp(4, 16, 2, 2, batchnorm=batchnorm)
     X, y = spheres.concentric_spheres(64, 4, seed=1)
-    path, wrong = attacks.sphere_attack(model, X, y, spheres.RADII, 0.05, 5, loss="margin")
+    path, wrong = attacks.sphere_attack(model, X, y, spheres.RADII, 0.05, 5, loss_fn=attacks.margin_loss)
     assert model.training
     model.eval()
     with torch.no_grad():
         preds = torch.stack([model(P).argmax(dim=1) for P in path])
     assert torch.equal(wrong, preds != y)
     torch.testing.assert_close(path.norm(dim=2), torch.tensor(spheres.RADII)[y].expand(6, -1))
+
+
+def test_is_cross_entropy_loss_the_per_example_cross_entropy():
+    logits, y = torch.randn(9, 3), torch.randint(0, 3, (9,))
+    torch.testing.assert_close(attacks.cross_entropy_loss(logits, y), -torch.log_softmax(logits, 1)[torch.arange(9), y])
+
+
+def test_does_sphere_attack_leave_the_model_and_the_points_as_they_were():
+    torch.manual_seed(0)
+    model = models.mlp(4, 16, 2, 2, batchnorm=True, norm_position="before_relu")
+    X, y = spheres.concentric_spheres(32, 4, seed=1)
+    model.train()
+    with torch.no_grad():
+        model(3 * X)  # running statistics unlike any batch of the attack
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    X_before = X.clone()
+    for training in (True, False):
+        model.train(training)
+        path, wrong = attacks.sphere_attack(model, X, y, spheres.RADII, 0.05, 3)
+        assert model.training is training
+        assert torch.equal(X, X_before) and X.grad is None
+        assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+        assert all(p.grad is None for p in model.parameters())
+        assert not path.requires_grad and path.grad_fn is None and wrong.dtype == torch.bool
+
+
+def test_does_sphere_attack_restore_the_mode_when_the_model_raises():
+    model = attacks.RaisingModel().train()
+    with pytest.raises(RuntimeError):
+        attacks.sphere_attack(model, torch.ones(2, 3), torch.zeros(2, dtype=torch.long), spheres.RADII, 0.1, 2)
+    assert model.training
+
+
+def test_does_sphere_attack_with_zero_steps_return_the_points():
+    torch.manual_seed(0)
+    model = models.mlp(3, 8, 1, 2)
+    X, y = spheres.concentric_spheres(5, 3, seed=0)
+    path, wrong = attacks.sphere_attack(model, X, y, spheres.RADII, 0.1, 0)
+    assert path.shape == (1, 5, 3) and torch.equal(path[0], X)
+    with torch.no_grad():
+        assert torch.equal(wrong[0], model(X).argmax(1) != y)

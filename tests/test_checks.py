@@ -66,12 +66,89 @@ def test_conv_output_size_reference_matches_torch(seed):
         assert checks.conv_output_size_reference(n, k, p, s, d) == layer(torch.zeros(1, 1, n, n)).shape[-1]
 
 
-def test_explain_conv_size_names_the_wrong_term():
-    """Does each classic slip in the formula get its own explanation?"""
-    big = dict(n=574, kernel_size=5, padding=3, stride=3)  # the right answer is 192
-    assert "maps side 574 to 192, but you predicted 191: the final + 1 is missing" in checks.explain_conv_size(191, **big)
-    padded = dict(n=20, kernel_size=3, padding=6, stride=2)  # 15; with the padding counted once: 12
-    assert "one side only" in checks.explain_conv_size(12, **padded)
-    dilated = dict(n=20, kernel_size=3, dilation=2)  # 16; ignoring the dilation: 18
-    assert "dilation is ignored" in checks.explain_conv_size(18, **dilated)
-    assert "compare each term" in checks.explain_conv_size(1000, **big)
+def _answers(formula, cases):
+    """((n, k, p, s, d), got, want) triples: a student's `formula` against the reference on `cases`."""
+    return [(case, formula(*case), checks.conv_output_size_reference(*case)) for case in cases]
+
+
+def _random_cases(seed, count=60):
+    gen = torch.Generator().manual_seed(seed)
+    cases = []
+    while len(cases) < count:
+        n, k, p, s, d = (int(torch.randint(lo, hi, (1,), generator=gen)) for lo, hi in
+                         [(1, 100), (1, 8), (0, 4), (1, 5), (1, 4)])
+        if n + 2 * p >= d * (k - 1) + 1:
+            cases.append((n, k, p, s, d))
+    return cases
+
+
+def test_explain_conv_size_is_silent_on_right_answers():
+    """Does a right set of answers give no message at all?"""
+    assert checks.explain_conv_size(_answers(checks.conv_output_size_reference, _random_cases(0))) == ""
+
+
+@pytest.mark.parametrize("slip, formula", checks._CONV_SIZE_SLIPS, ids=[s for s, _ in checks._CONV_SIZE_SLIPS])
+def test_explain_conv_size_names_each_slip_it_can_confirm(slip, formula):
+    """Is each classic slip, made on every input, named with its witnesses?"""
+    message = checks.explain_conv_size(_answers(formula, _random_cases(1)))
+    assert message.endswith(f": {slip}."), message
+    assert "Likely cause, confirmed on all 60 inputs" in message
+
+
+def test_explain_conv_size_quotes_the_first_wrong_case():
+    """Does the message say which input, what the student computed and what the layer gives?"""
+    cases = [(574, 5, 3, 3, 1), (224, 5, 3, 3, 1)]
+    message = checks.explain_conv_size([(cases[0], 191, 192), (cases[1], 76, 76)])
+    assert message.startswith("for n=574, kernel_size=5, padding=3, stride=3, dilation=1 you computed 191, "
+                              "the layer gives 192 (1 of your 2 answers are wrong)")
+
+
+def test_explain_conv_size_names_no_slip_on_a_coincidence():
+    """Is a slip that matches one wrong answer by chance, but not the others, left unnamed?"""
+    # 191 is what the missing + 1 gives for this input, but the student's other answers are not.
+    answers = [((574, 5, 3, 3, 1), 191, 192)] + [
+        (case, checks.conv_output_size_reference(*case) + 2, checks.conv_output_size_reference(*case))
+        for case in _random_cases(2, 10)]
+    message = checks.explain_conv_size(answers)
+    assert "Likely cause" not in message and "Check each term" in message
+
+
+def test_explain_conv_size_needs_several_witnesses():
+    """With fewer inputs than `min_witnesses` on which the slip changes the result, is nothing named?"""
+    slip = dict(checks._CONV_SIZE_SLIPS)["the dilation is ignored; the kernel spans dilation * (kernel_size - 1) + 1 pixels"]
+    cases = [(20, 3, 0, 1, 2), (20, 3, 0, 1, 1), (15, 5, 1, 2, 1)]  # only the first has a dilation
+    answers = _answers(slip, cases)
+    assert "Likely cause" not in checks.explain_conv_size(answers)
+    assert checks.conv_size_slip(answers, min_witnesses=1) == (
+        "the dilation is ignored; the kernel spans dilation * (kernel_size - 1) + 1 pixels", 1)
+
+
+def test_explain_conv_size_names_no_slip_when_two_fit():
+    """When the inputs cannot tell two slips apart, is neither named?"""
+    # At stride 3, "+ 1 missing" and "+ 1 inside the division" agree unless n - k + 1 is a multiple of 3.
+    cases = [(n, 3, 0, 3, 1) for n in range(6, 30) if (n - 3 + 1) % 3]
+    missing = dict(checks._CONV_SIZE_SLIPS)["the final + 1 is missing"]
+    answers = _answers(missing, cases)
+    assert checks.conv_size_slip(answers) is None
+    assert "Likely cause" not in checks.explain_conv_size(answers)
+    told_apart = _answers(missing, cases + [(n, 3, 0, 3, 1) for n in (5, 8, 11)])
+    assert checks.conv_size_slip(told_apart) == ("the final + 1 is missing", len(told_apart))
+
+
+def test_check_int_tuple_refuses_lists_tensors_and_numpy_ints():
+    """Are a list, a tuple with a NumPy integer and a wrong length each reported as such?"""
+    checks.check_int_tuple((4, 16, 8, 8), 4, "shape")
+    with pytest.raises(AssertionError, match="should be a tuple of ints, but it is a list"):
+        checks.check_int_tuple([4, 16, 8, 8], 4, "shape")
+    with pytest.raises(AssertionError, match="entry 1 is a int64"):
+        checks.check_int_tuple((4, np.int64(16)), None, "shape")
+    with pytest.raises(AssertionError, match="should have 4 entries"):
+        checks.check_int_tuple((4, 16), 4, "shape")
+
+
+def test_refuse_forward_stops_a_hooked_layer():
+    """Does a layer with the hook refuse to run, naming itself?"""
+    layer = nn.ReLU()
+    layer.register_forward_pre_hook(checks.refuse_forward)
+    with pytest.raises(RuntimeError, match="the layer ReLU\\(\\) was run"):
+        layer(torch.zeros(1))

@@ -91,3 +91,32 @@ def test_does_calibration_set_running_statistics_to_those_of_the_data():
     h = torch.relu(X @ model[0].weight.T + model[0].bias)  # the input of the first BatchNorm
     torch.testing.assert_close(model[2].running_mean, h.mean(0))
     torch.testing.assert_close(model[2].running_var, h.var(0, unbiased=True))
+
+
+def test_does_train_model_return_the_model_that_train_one_describes(toy):
+    X, y = toy
+    model, run = sweep.train_model(X, y, 2, True, 0.1, seed=1, num_epochs=2, batch_size=16, width=8)
+    assert run.losses == sweep.train_one(X, y, 2, True, 0.1, seed=1, num_epochs=2, batch_size=16, width=8).losses
+    from course_utils.train import evaluate
+    assert evaluate(model, X, y)[0] == pytest.approx(run.final_loss)
+
+
+def _reference_epoch(model, optimizer, X, y, batch_size, generator):
+    model.train()
+    order = torch.randperm(len(X), generator=generator)
+    for start in range(0, len(X), batch_size):
+        idx = order[start:start + batch_size]
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(X[idx]), y[idx]).backward()
+        optimizer.step()
+    return 0.0
+
+
+def test_does_train_with_reproduce_train_one_from_correct_pieces(toy):
+    from course_utils.train import evaluate
+    X, y = toy
+    for batchnorm in (False, True):
+        mine = sweep.train_with(mlp, evaluate, _reference_epoch, X, y, 3, batchnorm, 0.05, seed=2, num_epochs=2,
+                                batch_size=16, width=8)
+        want = sweep.train_one(X, y, 3, batchnorm, 0.05, seed=2, num_epochs=2, batch_size=16, width=8).losses
+        torch.testing.assert_close(torch.tensor(mine), torch.tensor(want), rtol=1e-12, atol=1e-12)

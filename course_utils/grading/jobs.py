@@ -26,6 +26,7 @@ import nbformat
 from nbgrader import utils as nbgrader_utils
 
 from . import feedback, sandbox
+from ..testing import parse
 from .client import CellTimeout, KernelClient, KernelLost, Outputs, connection_info
 from .referee import docstring, run_test
 
@@ -132,7 +133,7 @@ def import_aliases(sources: list[str]) -> dict[str, str]:
     found = {}
     for source in sources:
         try:
-            tree = ast.parse(source)
+            tree = parse(source)
         except SyntaxError:
             continue
         for node in ast.walk(tree):
@@ -162,7 +163,7 @@ def resolve_aliases(aliases: dict[str, str]) -> dict[str, object]:
 def defined_names(source: str) -> list[str]:
     """Top-level names a cell defines (functions, classes, assignments)."""
     try:
-        tree = ast.parse(source)
+        tree = parse(source)
     except SyntaxError:
         return []
     names = []

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 import nbformat
 
+from ..testing import parse
 from .client import CellTimeout, KernelLost, Outputs
 from .course import Course
 from .jobs import GradeJob, JobKernel, defined_names, nbgrader_id, rebuild, resolve_aliases
@@ -103,7 +104,7 @@ def _region_mutants(cell_id: str, lines: list[str], start: int, end: int) -> lis
     indent = min((len(l) - len(l.lstrip()) for l in body if l.strip()), default=0)
     text = "\n".join(l[indent:] for l in body)
     try:
-        tree = ast.parse(text)
+        tree = parse(text)
     except SyntaxError:
         return []
     out = []
@@ -113,7 +114,7 @@ def _region_mutants(cell_id: str, lines: list[str], start: int, end: int) -> lis
             continue
         mutated = _replace(text, node, replacement)
         try:
-            ast.parse(mutated)
+            parse(mutated)
         except SyntaxError:
             continue
         new_body = textwrap.indent(mutated, " " * indent).splitlines()
@@ -251,7 +252,7 @@ def _reads(source: str) -> set[str]:
 
 def _imports(source: str) -> set[str]:
     try:
-        tree = ast.parse(source)
+        tree = parse(source)
     except SyntaxError:
         return set()
     return {(a.asname or a.name).split(".")[0] for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))

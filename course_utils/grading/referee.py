@@ -23,6 +23,7 @@ from typing import Any
 import nbformat
 
 from .. import testing
+from ..testing import parse
 from . import wire
 from .client import CellTimeout, KernelClient, KernelLost, Outputs
 
@@ -288,7 +289,7 @@ def docstring(source: str) -> str:
     import ast
 
     try:
-        text = ast.get_docstring(ast.parse(source)) or ""
+        text = ast.get_docstring(parse(source)) or ""
     except SyntaxError:
         return ""
     return text.strip().splitlines()[0] if text.strip() else ""

@@ -23,6 +23,7 @@ from .pool import GradingPool
 from .referee import free_names
 
 REFERENCE, UNTOUCHED, SLICED = "reference", "untouched", "reference_sliced"
+NOT_GRADED = "could not be graded"
 
 
 @dataclass
@@ -44,7 +45,7 @@ def as_submission_result(lab: str, student: str, result: JobResult) -> Submissio
     """A grading job's result in the form the pipeline reports: scores, and the errors the notebook raised."""
     tests = [TestResult(g["name"], float(g["auto_score"] or 0.0), g["max_score"], g["autograded"])
              for g in result.grades]
-    errors = [f"could not be graded: {result.failure}"] if result.failure else []
+    errors = [f"{NOT_GRADED}: {result.failure}"] if result.failure else []
     if result.notebook:
         nb = nbformat.reads(result.notebook, as_version=4)
         for index, cell in enumerate(nb.cells):
@@ -151,8 +152,7 @@ def mutation_reports(repo: Course, prepared: dict[str, _Lab], pool: GradingPool,
     reports, batches, chosen, bases = {}, {}, {}, {}
     for lab, item in prepared.items():
         report = MutationReport(lab, equivalent=equivalents(repo, lab))
-        reference = sliced_reference.get(lab)
-        report.sliced = reference is not None and not reference.errors and not reference.lost()
+        report.sliced = _earns_all(sliced_reference.get(lab))
         bases[lab] = graded_slice(item.source) if report.sliced else item.source
         mutants = notebook_mutants(item.source)
         report.problems += unknown_equivalents(report, mutants)
@@ -198,25 +198,33 @@ def mutants_only(repo: Course, labs: list[str], pool: GradingPool) -> dict[str, 
 
 def validate(repo: Course, labs: list[str], pool: GradingPool, mutants: bool = True) -> list[LabReport]:
     """Validate `labs`: grade the solution, the untouched release and every typical mistake of each in `pool`,
-    then (with `mutants`) every mutant of its answers; a lab fails below the course's mutation threshold."""
+    then (with `mutants`) every mutant of its answers; a lab fails below the course's mutation threshold.
+
+    Mistakes are graded on the graded slice (`graded_slice`: no experiment cells), since tests read only what
+    answer cells define; a lab whose sliced solution does not earn full marks has its mistakes graded in full.
+    """
     reports = {lab: LabReport(lab) for lab in labs}
     prepared = _prepare(repo, labs, reports)
     notebooks: dict[tuple[str, str], nbformat.NotebookNode] = {}
+    mistakes = {lab: {f"mistake_{m.name}": repo.notebook_with_mistake(lab, m) for m in repo.mistakes(lab)}
+                for lab in prepared}
     for lab, item in prepared.items():
         shipped = repo.release_notebook(lab)
         notebooks[lab, REFERENCE] = item.source
         notebooks[lab, UNTOUCHED] = nbformat.read(shipped, as_version=4) if shipped.is_file() else \
             nbformat.reads(item.release, as_version=4)
-        notebooks.update({(lab, f"mistake_{m.name}"): repo.notebook_with_mistake(lab, m) for m in repo.mistakes(lab)})
-        if mutants:
-            notebooks[lab, SLICED] = graded_slice(item.source)
+        notebooks[lab, SLICED] = graded_slice(item.source)
+        notebooks.update({(lab, name): graded_slice(nb) for name, nb in mistakes[lab].items()})
     results = _grade(repo, prepared, notebooks, pool)
+    sliced = {lab: results[lab, SLICED] for lab in prepared if (lab, SLICED) in results}
+    unsliceable = [lab for lab in prepared if not _earns_all(sliced.get(lab))]
+    results.update(_grade(repo, prepared, {(lab, name): nb for lab in unsliceable
+                                           for name, nb in mistakes[lab].items()}, pool))
     for lab, report in reports.items():
         report.reference, report.untouched = results.get((lab, REFERENCE)), results.get((lab, UNTOUCHED))
         _judge(repo, report, results)
     if mutants:
         needed = threshold(repo)
-        sliced = {lab: results[lab, SLICED] for lab in labs if (lab, SLICED) in results}
         for lab, mutation in mutation_reports(repo, prepared, pool, sliced).items():
             reports[lab].mutation = mutation
             reports[lab].problems += mutation.problems
@@ -227,6 +235,15 @@ def validate(repo: Course, labs: list[str], pool: GradingPool, mutants: bool = T
     return list(reports.values())
 
 
+def _not_graded(result: SubmissionResult) -> list[str]:
+    """Why a notebook earned nothing without being judged (the grading itself failed), if it did."""
+    return [e for e in result.errors if e.startswith(NOT_GRADED)]
+
+
+def _earns_all(result: SubmissionResult | None) -> bool:
+    return result is not None and not result.errors and not result.lost()
+
+
 def _judge(repo: Course, report: LabReport, results: dict[tuple[str, str], SubmissionResult]) -> None:
     ref, untouched = report.reference, report.untouched
     if ref is not None:
@@ -235,13 +252,16 @@ def _judge(repo: Course, report: LabReport, results: dict[tuple[str, str], Submi
             report.problems.append("the lab has no autograded tests")
         report.problems += [f"the solution loses points in {t}: {ref.messages.get(t, '')}" for t in sorted(ref.lost())]
     if untouched is not None:
+        report.problems += [f"the untouched release {e}" for e in _not_graded(untouched)]
         earned = [t.grade_id for t in untouched.tests if t.autograded and t.score > 0]
         report.problems += [f"the untouched release earns points in {t}" for t in earned]
     for mistake in repo.mistakes(report.lab):
         result = results.get((report.lab, f"mistake_{mistake.name}"))
         if result is None:
             continue
-        if result.lost() != mistake.loses:
+        if _not_graded(result):
+            report.problems += [f"mistake {mistake.name!r} {e}" for e in _not_graded(result)]
+        elif result.lost() != mistake.loses:
             report.problems.append(
                 f"mistake {mistake.name!r} should lose exactly {sorted(mistake.loses)} but loses {sorted(result.lost())}"
             )

@@ -10,13 +10,8 @@ MISTAKES = [
     {
         "name": "cube_then_normalize",
         "explanation": "Samples uniformly in the cube [-1, 1]^d and normalizes: directions pile up towards the corners.",
-        "edits": {"sample_sphere": [("torch.randn(n, d, generator=gen)", "2 * torch.rand(n, d, generator=gen) - 1")]},
-        "loses": ["test_sample_sphere"],
-    },
-    {
-        "name": "uniform_in_unit_interval",
-        "explanation": "Normalizes torch.rand samples, which are all positive: every coordinate averages above 0.",
-        "edits": {"sample_sphere": [("torch.randn(n, d, generator=gen)", "torch.rand(n, d, generator=gen)")]},
+        "edits": {"sample_sphere": [("torch.randn(n, d, generator=gen, dtype=dtype)",
+                                     "2 * torch.rand(n, d, generator=gen, dtype=dtype) - 1")]},
         "loses": ["test_sample_sphere"],
     },
     {
@@ -28,8 +23,29 @@ MISTAKES = [
     {
         "name": "unseeded_sampler",
         "explanation": "Draws from the global generator, so the seed has no effect.",
-        "edits": {"sample_sphere": [("torch.randn(n, d, generator=gen)", "torch.randn(n, d)")]},
+        "edits": {"sample_sphere": [("torch.randn(n, d, generator=gen, dtype=dtype)", "torch.randn(n, d, dtype=dtype)")]},
         "loses": ["test_sample_sphere"],
+    },
+    {
+        "name": "reseeds_the_global_generator",
+        "explanation": "Seeds the global generator with torch.manual_seed(seed) and draws from it: the points repeat, but "
+                       "every later random draw of the notebook is reset.",
+        "edits": {"sample_sphere": [("gen = torch.Generator().manual_seed(seed)", "torch.manual_seed(seed)"),
+                                    ("torch.randn(n, d, generator=gen, dtype=dtype)", "torch.randn(n, d, dtype=dtype)")]},
+        "loses": ["test_sample_sphere"],
+    },
+    {
+        "name": "sampler_ignores_dtype",
+        "explanation": "Always samples in float32, whatever dtype was asked for.",
+        "edits": {"sample_sphere": [("torch.randn(n, d, generator=gen, dtype=dtype)", "torch.randn(n, d, generator=gen)")]},
+        "loses": ["test_sample_sphere"],
+    },
+    {
+        "name": "band_share_of_3d",
+        "explanation": "Predicts the band's share from 3-D intuition (uniform heights): 0.2.",
+        "edits": {"prediction_band_share": [("prediction_band_share = math.erf(0.2 * math.sqrt(30 / 2))",
+                                             "prediction_band_share = 0.2")]},
+        "loses": ["test_prediction_band_share"],
     },
     {
         "name": "batch_normalized_gradient",
@@ -56,15 +72,16 @@ MISTAKES = [
         "loses": ["test_l2_step"],
     },
     {
+        "name": "normalizes_grad_in_place",
+        "explanation": "Normalizes the caller's gradient in place (grad /= ...) to save memory.",
+        "edits": {"l2_step": [("    norms = grad.norm(dim=1, keepdim=True).clamp_min(1e-12)\n    return X + step_size * grad / norms",
+                               "    grad /= grad.norm(dim=1, keepdim=True).clamp_min(1e-12)\n    return X + step_size * grad")]},
+        "loses": ["test_l2_step"],
+    },
+    {
         "name": "wrong_class_sphere",
         "explanation": "Projects onto the sphere of the other class, so the adversarial points are not valid data.",
         "edits": {"project_to_sphere": [("[y]", "[1 - y]")]},
-        "loses": ["test_project_to_sphere"],
-    },
-    {
-        "name": "unit_sphere_only",
-        "explanation": "Normalizes to length 1 whatever the class.",
-        "edits": {"project_to_sphere": [("(target / X.norm(dim=1))", "(1 / X.norm(dim=1))")]},
         "loses": ["test_project_to_sphere"],
     },
     {
@@ -73,6 +90,50 @@ MISTAKES = [
         "edits": {"project_to_sphere": [("return X * (target / X.norm(dim=1)).unsqueeze(1)",
                                          "return X / X.norm(dim=0) * target.unsqueeze(1)")]},
         "loses": ["test_project_to_sphere"],
+    },
+    {
+        "name": "projects_in_place",
+        "explanation": "Rescales the caller's points in place (X *= ...) and returns them.",
+        "edits": {"project_to_sphere": [("return X * (target / X.norm(dim=1)).unsqueeze(1)",
+                                         "X *= (target / X.norm(dim=1)).unsqueeze(1)\n    return X")]},
+        "loses": ["test_project_to_sphere"],
+    },
+    {
+        "name": "attack_in_training_mode",
+        "explanation": "Never switches the model to eval mode: BatchNorm normalizes with the attacked batch's statistics "
+                       "and overwrites its running statistics at every step.",
+        "edits": {"sphere_attack": [("    model.eval()\n", "")]},
+        "loses": ["test_sphere_attack_leaves_model"],
+    },
+    {
+        "name": "attack_forgets_the_mode",
+        "explanation": "Switches the model to eval mode and leaves it there.",
+        "edits": {"sphere_attack": [("        model.train(was_training)", "        pass")]},
+        "loses": ["test_sphere_attack_leaves_model"],
+    },
+    {
+        "name": "attack_with_backward",
+        "explanation": "Calls .backward() and reads X_t.grad: every parameter's .grad fills up along the way.",
+        "edits": {"sphere_attack": [("(grad,) = torch.autograd.grad(loss_fn(logits, y).sum(), X_t)",
+                                     "loss_fn(logits, y).sum().backward()\n            grad = X_t.grad")]},
+        "loses": ["test_sphere_attack_leaves_model"],
+    },
+    {
+        "name": "attack_keeps_the_graph",
+        "explanation": "Takes the step with gradients on and never detaches: the returned path drags an autograd graph.",
+        "edits": {"sphere_attack": [("            with torch.no_grad():\n                X_t = project_fn(step_fn(X_t, grad, step_size), y, radii)",
+                                     "            X_t = project_fn(step_fn(X_t, grad, step_size), y, radii)")]},
+        "loses": ["test_sphere_attack_leaves_model"],
+    },
+    {
+        "name": "attack_moves_the_input",
+        "explanation": "Attacks the caller's tensor itself, updating it in place with copy_: the test points move.",
+        "edits": {"sphere_attack": [("        X_t = X.detach()\n        path, wrong = [X_t], []",
+                                     "        X_t = X\n        path, wrong = [X.detach().clone()], []"),
+                                    ("            with torch.no_grad():\n                X_t = project_fn(step_fn(X_t, grad, step_size), y, radii)\n            path.append(X_t)",
+                                     "            with torch.no_grad():\n                X.copy_(project_fn(step_fn(X_t, grad, step_size), y, radii))\n"
+                                     "            X_t = X\n            path.append(X.detach().clone())")]},
+        "loses": ["test_sphere_attack_leaves_model"],
     },
     {
         "name": "ignores_the_mask",
@@ -94,5 +155,46 @@ MISTAKES = [
         "explanation": "Returns squared distances.",
         "edits": {"nearest_error_distance": [(".norm(dim=2)", ".pow(2).sum(dim=2)")]},
         "loses": ["test_nearest_error_distance"],
+    },
+    {
+        "name": "distances_in_float64",
+        "explanation": "Computes the distances in float64 for accuracy and returns float64 for float32 inputs.",
+        "edits": {"nearest_error_distance": [("dist = (X_path - X.unsqueeze(0)).norm(dim=2)",
+                                              "dist = (X_path.double() - X.double().unsqueeze(0)).norm(dim=2)")]},
+        "loses": ["test_nearest_error_distance"],
+    },
+    {
+        "name": "path_shifted_in_place",
+        "explanation": "Subtracts X from the caller's path in place to save memory.",
+        "edits": {"nearest_error_distance": [("dist = (X_path - X.unsqueeze(0)).norm(dim=2)",
+                                              "X_path -= X.unsqueeze(0)\n    dist = X_path.norm(dim=2)")]},
+        "loses": ["test_nearest_error_distance"],
+    },
+    {
+        "name": "hooks_left_on_error",
+        "explanation": "Removes the hooks after the forward pass, but not when it raises: they keep firing later.",
+        "edits": {"activation_norms": [("    try:\n        with torch.no_grad():\n            model(X)\n    finally:\n"
+                                        "        for hook in hooks:\n            hook.remove()",
+                                        "    with torch.no_grad():\n        model(X)\n    for hook in hooks:\n        hook.remove()")]},
+        "loses": ["test_activation_norms_cleanup"],
+    },
+    {
+        "name": "norms_with_graph",
+        "explanation": "Runs the forward pass with gradients on: the returned norms drag the model's autograd graph.",
+        "edits": {"activation_norms": [("        with torch.no_grad():\n            model(X)", "        model(X)")]},
+        "loses": ["test_activation_norms_cleanup"],
+    },
+    {
+        "name": "norms_in_eval_mode",
+        "explanation": "Switches the model to eval mode to measure it: BatchNorm then uses running statistics, and the "
+                       "model is left in eval mode.",
+        "edits": {"activation_norms": [("    try:\n", "    model.eval()\n    try:\n")]},
+        "loses": ["test_activation_norms"],
+    },
+    {
+        "name": "norms_over_the_batch",
+        "explanation": "Takes each unit's norm over the batch (dim=0) instead of each example's norm.",
+        "edits": {"activation_norms": [("output.flatten(1).norm(dim=1)", "output.norm(dim=0)")]},
+        "loses": ["test_activation_norms"],
     },
 ]

@@ -1,6 +1,7 @@
 """Typical wrong answers in bn_chaos; `course validate` checks that each loses exactly `loses`."""
 
 MISTAKES = [
+    # linear_bn_net
     {
         "name": "gaussian_weights",
         "explanation": "Initializes the weights with a scaled Gaussian instead of a random orthogonal matrix.",
@@ -20,23 +21,43 @@ MISTAKES = [
         "loses": ["test_linear_bn_net"],
     },
     {
-        "name": "pca_without_centering",
-        "explanation": "Takes the SVD of the raw activations, without subtracting the mean point.",
-        "edits": {"pca_project": [("H = H - H.mean(dim=0)\n", "")]},
-        "loses": ["test_pca_project"],
+        "name": "one_batchnorm_for_all_layers",
+        "explanation": "Builds one BatchNorm1d before the loop and puts it after every Linear layer: the outputs of a new "
+                       "network are right, but the layers share their BatchNorm parameters and running statistics.",
+        "edits": {"linear_bn_net": [("    layers = []\n", "    layers = []\n    bn = nn.BatchNorm1d(width)\n"),
+                                    ("layers += [linear, nn.BatchNorm1d(width)]", "layers += [linear, bn]")]},
+        "loses": ["test_linear_bn_net"],
     },
     {
-        "name": "pca_smallest_directions",
-        "explanation": "Projects on the directions of smallest variance (the last singular vectors).",
-        "edits": {"pca_project": [("Vh[:k].T", "Vh[-k:].T")]},
-        "loses": ["test_pca_project"],
+        "name": "one_linear_for_all_layers",
+        "explanation": "Builds one Linear layer before the loop and re-initializes it in every iteration, so every layer "
+                       "uses the same weight.",
+        "edits": {"linear_bn_net": [("    layers = []\n", "    layers = []\n    linear = nn.Linear(width, width, bias=False)\n"),
+                                    ("        linear = nn.Linear(width, width, bias=False)\n", "")]},
+        "loses": ["test_linear_bn_net"],
     },
     {
-        "name": "pca_columns_of_vh",
-        "explanation": "Uses columns of Vh instead of its rows as the principal directions.",
-        "edits": {"pca_project": [("H @ Vh[:k].T", "H @ Vh[:, :k]")]},
-        "loses": ["test_pca_project"],
+        "name": "reseeds_global_generator",
+        "explanation": "Seeds the global random generator inside the function, so every call returns the same network "
+                       "and the caller's random stream is reset.",
+        "edits": {"linear_bn_net": [("    layers = []\n", "    torch.manual_seed(0)\n    layers = []\n")]},
+        "loses": ["test_linear_bn_net"],
     },
+    # predictions
+    {
+        "name": "lambda_of_the_norm",
+        "explanation": "Predicts the growth of the gradient norm, sqrt(lambda), instead of the squared norm's lambda.",
+        "edits": {"predictions_gradient_growth": [("prediction_lambda_32 = ((B - 1 + J1_prime) / (1 - J1) - 1) / (B - 3)",
+                                                   "prediction_lambda_32 = math.sqrt(((B - 1 + J1_prime) / (1 - J1) - 1) / (B - 3))")]},
+        "loses": ["test_prediction_lambda_32"],
+    },
+    {
+        "name": "float64_cloud",
+        "explanation": "Predicts that float64 shows the same cloud as float32, taking the round-off for the chaos between batches.",
+        "edits": {"prediction_float64_shape": [('\nprediction_float64_shape = "ellipse"\n', '\nprediction_float64_shape = "cloud"\n')]},
+        "loses": ["test_prediction_float64_shape"],
+    },
+    # weight_grad_sq_norms
     {
         "name": "norm_not_squared",
         "explanation": "Returns the gradient norms instead of their squares.",
@@ -46,7 +67,7 @@ MISTAKES = [
     {
         "name": "gradients_accumulate",
         "explanation": "Never zeroes the gradients, so a second call adds to the first call's gradients.",
-        "edits": {"weight_grad_sq_norms": [("model.zero_grad()\n", "")]},
+        "edits": {"weight_grad_sq_norms": [("    model.zero_grad()\n", "")]},
         "loses": ["test_weight_grad_sq_norms"],
     },
     {
@@ -55,6 +76,26 @@ MISTAKES = [
         "edits": {"weight_grad_sq_norms": [("model.zero_grad()\n", "model.eval()\n    model.zero_grad()\n")]},
         "loses": ["test_weight_grad_sq_norms"],
     },
+    {
+        "name": "forces_training_mode",
+        "explanation": "Calls model.train() to be sure of batch statistics, which changes a model that was in eval mode.",
+        "edits": {"weight_grad_sq_norms": [("model.zero_grad()\n", "model.train()\n    model.zero_grad()\n")]},
+        "loses": ["test_weight_grad_sq_norms"],
+    },
+    {
+        "name": "top_level_linears_only",
+        "explanation": "Iterates over the model's top-level children instead of model.modules(), missing nested Linear layers.",
+        "edits": {"weight_grad_sq_norms": [("for m in model.modules() if", "for m in model if")]},
+        "loses": ["test_weight_grad_sq_norms"],
+    },
+    {
+        "name": "float32_python_numbers",
+        "explanation": "Collects the squared norms as Python numbers and builds a new tensor, which is float32 whatever the model's dtype.",
+        "edits": {"weight_grad_sq_norms": [("torch.stack([m.weight.grad.pow(2).sum() for m in linears]).detach()",
+                                            "torch.tensor([m.weight.grad.pow(2).sum().item() for m in linears])")]},
+        "loses": ["test_weight_grad_sq_norms"],
+    },
+    # fit_growth
     {
         "name": "fit_the_norm",
         "explanation": "Fits the log of the norms (square roots) instead of the squared norms.",
@@ -72,6 +113,19 @@ MISTAKES = [
         "explanation": "Uses only the first and last layer instead of a least-squares fit through all layers.",
         "edits": {"fit_growth": [("slope = torch.linalg.lstsq(A, y[:, None]).solution[0, 0]",
                                   "slope = (y[-1] - y[0]) / (len(y) - 1)")]},
+        "loses": ["test_fit_growth"],
+    },
+    {
+        "name": "log_in_place",
+        "explanation": "Takes the log in place; torch.as_tensor returns the caller's own float64 tensor, which is overwritten.",
+        "edits": {"fit_growth": [("y = torch.log(torch.as_tensor(sq_norms, dtype=torch.float64))",
+                                  "y = torch.as_tensor(sq_norms, dtype=torch.float64).log_()")]},
+        "loses": ["test_fit_growth"],
+    },
+    {
+        "name": "returns_a_tensor",
+        "explanation": "Returns the 0-d tensor exp(-slope) instead of a Python float.",
+        "edits": {"fit_growth": [("return float(torch.exp(-slope))", "return torch.exp(-slope)")]},
         "loses": ["test_fit_growth"],
     },
 ]

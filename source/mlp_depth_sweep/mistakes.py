@@ -19,6 +19,23 @@ MISTAKES = [
         "loses": ["test_mlp_forward"],
     },
     {
+        "name": "shared_batchnorm",
+        "explanation": "builds the BatchNorm layers as [nn.BatchNorm1d(width)] * depth: one module (one set of "
+                       "statistics) for every layer, which gives the same outputs at initialization",
+        "edits": {"mlp": [("nn.ModuleList(nn.BatchNorm1d(width) for _ in range(depth))",
+                           "nn.ModuleList([nn.BatchNorm1d(width)] * depth)")]},
+        "loses": ["test_mlp_structure"],
+    },
+    {
+        "name": "shared_hidden_linear",
+        "explanation": "builds the hidden Linear layers with [nn.Linear(width, width)] * (depth - 1): one module reused",
+        "edits": {"mlp": [(
+            "nn.ModuleList(nn.Linear(in_features if i == 0 else width, width) for i in range(depth))",
+            "nn.ModuleList([nn.Linear(in_features, width)] + [nn.Linear(width, width)] * (depth - 1))",
+        )]},
+        "loses": ["test_mlp_structure"],
+    },
+    {
         "name": "evaluate_in_training_mode",
         "explanation": "measures in training mode, so BatchNorm uses batch statistics and updates its buffers",
         "edits": {"evaluate": [("    model.eval()\n", "")]},
@@ -38,15 +55,54 @@ MISTAKES = [
     },
     {
         "name": "missing_zero_grad",
-        "explanation": "never zeroes the gradients, so they accumulate over batches",
+        "explanation": "never zeroes the gradients, so they accumulate over batches (and start from stale ones)",
         "edits": {"train_epoch": [("        optimizer.zero_grad()\n", "")]},
-        "loses": ["test_train_epoch"],
+        "loses": ["test_train_epoch", "test_train_epoch_state"],
+    },
+    {
+        "name": "zero_grad_after_step",
+        "explanation": "zeroes the gradients after each step instead of before each backward pass, so the first "
+                       "step adds whatever .grad held before the call",
+        "edits": {"train_epoch": [("        optimizer.zero_grad()\n", ""),
+                                  ("        optimizer.step()\n", "        optimizer.step()\n        optimizer.zero_grad()\n")]},
+        "loses": ["test_train_epoch_state"],
     },
     {
         "name": "not_in_training_mode",
         "explanation": "trains a model handed over in eval mode without calling model.train()",
         "edits": {"train_epoch": [("    model.train()\n", "")]},
         "loses": ["test_train_epoch"],
+    },
+    {
+        "name": "no_shuffle",
+        "explanation": "visits the examples in their stored order instead of a random one",
+        "edits": {"train_epoch": [("order = torch.randperm(len(X), generator=generator).to(X.device)",
+                                   "order = torch.arange(len(X), device=X.device)")]},
+        "loses": ["test_train_epoch"],
+    },
+    {
+        "name": "ignores_generator",
+        "explanation": "draws the order from torch's global generator instead of the one it is given",
+        "edits": {"train_epoch": [("torch.randperm(len(X), generator=generator)", "torch.randperm(len(X))")]},
+        "loses": ["test_train_epoch", "test_train_epoch_state"],
+    },
+    {
+        "name": "loss_tensor_returned",
+        "explanation": "adds up the loss tensors instead of their values, returning a tensor that keeps every "
+                       "batch's autograd graph alive",
+        "edits": {"train_epoch": [("total += loss.item() * len(idx)", "total += loss * len(idx)")]},
+        "loses": ["test_train_epoch_state"],
+    },
+    {
+        "name": "shuffles_data_in_place",
+        "explanation": "shuffles the caller's X and y in place and then walks through them in order",
+        "edits": {"train_epoch": [(
+            "    order = torch.randperm(len(X), generator=generator).to(X.device)\n",
+            "    order = torch.randperm(len(X), generator=generator).to(X.device)\n"
+            "    X[:], y[:] = X[order].clone(), y[order].clone()\n"
+            "    order = torch.arange(len(X), device=X.device)\n",
+        )]},
+        "loses": ["test_train_epoch_state"],
     },
     {
         "name": "divergence_misses_nan",
@@ -66,5 +122,37 @@ MISTAKES = [
         "explanation": "calls a run diverged as soon as any loss exceeds the starting loss",
         "edits": {"has_diverged": [("losses[-1] > losses[0]", "max(losses) > losses[0]")]},
         "loses": ["test_has_diverged"],
+    },
+    {
+        "name": "tie_is_divergence",
+        "explanation": "calls a run that ends exactly at its starting loss diverged",
+        "edits": {"has_diverged": [("losses[-1] > losses[0]", "losses[-1] >= losses[0]")]},
+        "loses": ["test_has_diverged"],
+    },
+    {
+        "name": "mean_square_after_relu",
+        "explanation": "predicts the mean square of the ReLU's outputs (the inputs' 1) instead of the pre-activations'",
+        "edits": {"predict_mean_square": [("prediction_mean_square_50 = 2.0", "prediction_mean_square_50 = 1.0")]},
+        "loses": ["test_prediction_mean_square"],
+    },
+    {
+        "name": "lambda_of_infinite_batch",
+        "explanation": "uses the large-batch limit pi / (pi - 1) for lambda; the ratio built on it still counts",
+        "edits": {"predict_gradient_growth": [(
+            "prediction_lambda_32 = ((32 - 1 + J1_prime) / (1 - J1) - 1) / (32 - 3)",
+            "prediction_lambda_32 = math.pi / (math.pi - 1)")]},
+        "loses": ["test_prediction_lambda"],
+    },
+    {
+        "name": "squared_norm_ratio",
+        "explanation": "compounds lambda over the 48 layers without the square root: the ratio of squared norms",
+        "edits": {"predict_gradient_growth": [("prediction_lambda_32 ** (48 / 2)", "prediction_lambda_32 ** 48")]},
+        "loses": ["test_prediction_grad_ratio"],
+    },
+    {
+        "name": "growth_in_last_layers",
+        "explanation": "expects the layers nearest the loss to change the most",
+        "edits": {"predict_weight_growth": [('prediction_fastest_growing = "first"', 'prediction_fastest_growing = "last"')]},
+        "loses": ["test_prediction_weight_growth"],
     },
 ]
