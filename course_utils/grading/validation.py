@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
+from tqdm.auto import tqdm
 
 from .classroom import LabBundle, bundle_from, default_limits, kernel_env
 from .course import Course, SubmissionResult, TestResult, same_release
@@ -124,7 +125,7 @@ def _prepare(repo: Course, labs: list[str], reports: dict[str, LabReport]) -> di
 
 
 def _grade(repo: Course, prepared: dict[str, _Lab], notebooks: dict[tuple[str, str], nbformat.NotebookNode],
-           pool: GradingPool, stop_after_failure: bool = False,
+           pool: GradingPool, what: str, stop_after_failure: bool = False,
            limits: Limits | None = None) -> dict[tuple[str, str], SubmissionResult]:
     """Grade each (lab, student) notebook as `course grade` would, all labs in one queue."""
     limits = limits or default_limits(repo)
@@ -132,7 +133,13 @@ def _grade(repo: Course, prepared: dict[str, _Lab], notebooks: dict[tuple[str, s
             for (lab, student), nb in notebooks.items()}
     keys = {f"{lab}-{student}": (lab, student) for lab, student in notebooks}
     results: dict[tuple[str, str], SubmissionResult] = {}
-    pool.run(jobs, lambda name, result: results.__setitem__(keys[name], as_submission_result(*keys[name], result)))
+
+    def done(name: str, result: JobResult) -> None:
+        results[keys[name]] = as_submission_result(*keys[name], result)
+        bar.update()
+
+    with tqdm(total=len(jobs), desc=what, unit="notebook", disable=not jobs) as bar:
+        pool.run(jobs, done)
     return results
 
 
@@ -164,7 +171,14 @@ def mutation_reports(repo: Course, prepared: dict[str, _Lab], pool: GradingPool,
         job = _job(repo, prepared[lab], "mutants", bases[lab], pool, limits)
         batches[f"{lab}-{cell}"] = MutantBatch(job, cell, [m.source for m in mutants])
     decided: dict[str, list] = {}
-    pool.map(run_batch, batches, decided.__setitem__, lambda key, err: [None] * len(batches[key].sources))
+
+    def done(key: str, killed: list) -> None:
+        decided[key] = killed
+        bar.update(len(killed))
+
+    with tqdm(total=sum(len(b.sources) for b in batches.values()), desc="mutants", unit="mutant",
+              disable=not batches) as bar:
+        pool.map(run_batch, batches, done, lambda key, err: [None] * len(batches[key].sources))
     alone = {}
     for (lab, cell), mutants in chosen.items():
         for mutant, killed in zip(mutants, decided.get(f"{lab}-{cell}", [None] * len(mutants))):
@@ -173,7 +187,7 @@ def mutation_reports(repo: Course, prepared: dict[str, _Lab], pool: GradingPool,
             else:
                 alone[lab, f"mutant_{len(alone)}"] = mutant
     results = _grade(repo, prepared, {key: with_mutant(bases[key[0]], m) for key, m in alone.items()}, pool,
-                     stop_after_failure=True, limits=limits)
+                     "mutants graded alone", stop_after_failure=True, limits=limits)
     for (lab, student), mutant in alone.items():
         result = results.get((lab, student))
         (reports[lab].killed if result is None or result.lost() else reports[lab].survived).append(mutant)
@@ -192,7 +206,8 @@ def mutants_only(repo: Course, labs: list[str], pool: GradingPool) -> dict[str, 
     """`course mutants`: the mutation reports of `labs`, nothing else."""
     reports = {lab: LabReport(lab) for lab in labs}
     prepared = _prepare(repo, labs, reports)
-    sliced = _grade(repo, prepared, {(lab, SLICED): graded_slice(p.source) for lab, p in prepared.items()}, pool)
+    sliced = _grade(repo, prepared, {(lab, SLICED): graded_slice(p.source) for lab, p in prepared.items()}, pool,
+                    "solutions")
     return mutation_reports(repo, prepared, pool, {lab: sliced[lab, SLICED] for lab in labs})
 
 
@@ -215,11 +230,11 @@ def validate(repo: Course, labs: list[str], pool: GradingPool, mutants: bool = T
             nbformat.reads(item.release, as_version=4)
         notebooks[lab, SLICED] = graded_slice(item.source)
         notebooks.update({(lab, name): graded_slice(nb) for name, nb in mistakes[lab].items()})
-    results = _grade(repo, prepared, notebooks, pool)
+    results = _grade(repo, prepared, notebooks, pool, "solutions, releases, mistakes")
     sliced = {lab: results[lab, SLICED] for lab in prepared if (lab, SLICED) in results}
     unsliceable = [lab for lab in prepared if not _earns_all(sliced.get(lab))]
     results.update(_grade(repo, prepared, {(lab, name): nb for lab in unsliceable
-                                           for name, nb in mistakes[lab].items()}, pool))
+                                           for name, nb in mistakes[lab].items()}, pool, "mistakes in full"))
     for lab, report in reports.items():
         report.reference, report.untouched = results.get((lab, REFERENCE)), results.get((lab, UNTOUCHED))
         _judge(repo, report, results)
