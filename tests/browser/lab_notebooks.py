@@ -14,6 +14,8 @@ REPO = Path(__file__).resolve().parents[2]
 PLOTLY_LAB = "bn_from_scratch"  # the lab whose figure must be an interactive plotly chart
 IMAGE_MIME, PLOTLY_MIME = "image/png", "application/vnd.plotly.v1+json"
 
+DEFINES = re.compile(r"^\s*(def|class)\s", re.MULTILINE)
+
 
 def release_labs() -> list[str]:
     """Labs with a student notebook in `release/`."""
@@ -68,10 +70,14 @@ class Exercise:
     wrong_answer: str
     mistake: str  # what the wrong answer gets wrong, from mistakes.py
     next_test: str | None  # first line of the next exercise's visible test, which fails while that stub stays
+    earlier: list[tuple[int, str]]  # (index, answer) of the stubs before it, answered first as a student would
 
 
 def first_exercise_with_mistake(lab: str) -> Exercise:
-    """The first exercise whose visible test a listed typical mistake fails, so both outcomes can be shown."""
+    """The first exercise whose visible test a listed typical mistake fails, so both outcomes can be shown.
+
+    Only exercises that define a function or class count: a prediction's visible test checks only its form
+    (the right value stays hidden), so no wrong prediction fails it."""
     course = Course(REPO)
     release, source = read(course.release_notebook(lab)), read(course.source_notebook(lab))
     by_id = {nbgrader(c).get("grade_id"): c for c in source.cells}
@@ -80,6 +86,8 @@ def first_exercise_with_mistake(lab: str) -> Exercise:
         if not is_stub(cell):
             continue
         grade_id = nbgrader(cell)["grade_id"]
+        if not DEFINES.search(by_id[grade_id].source):
+            continue
         test = next((j for j in range(i + 1, len(cells)) if has_visible_asserts(cells[j])), None)
         if test is None:
             continue
@@ -90,8 +98,10 @@ def first_exercise_with_mistake(lab: str) -> Exercise:
                 wrong_cell = next(c for c in wrong.cells if nbgrader(c).get("grade_id") == grade_id)
                 stub = next((j for j in range(test, len(cells)) if is_stub(cells[j])), len(cells))
                 after = next((first_line(c) for c in cells[stub:] if has_visible_asserts(c)), None)
+                earlier = [(j, without_solution_markers(by_id[nbgrader(cells[j])["grade_id"]].source))
+                           for j in range(i) if is_stub(cells[j])]
                 return Exercise(lab, i, test, without_solution_markers(by_id[grade_id].source),
-                                without_solution_markers(wrong_cell.source), mistake.explanation, after)
+                                without_solution_markers(wrong_cell.source), mistake.explanation, after, earlier)
     raise AssertionError(f"{lab}: no exercise has a typical mistake in mistakes.py that fails its first visible test.")
 
 

@@ -25,9 +25,11 @@ class Notebook:
         return self.panel.locator(f".jp-Notebook-cell[data-windowed-list-index='{index}']")
 
     def source(self, index: int) -> str:
-        """The text of a cell's editor, line by line, as shown on screen."""
+        """The text of a cell's editor: its whole document (CodeMirror draws only the lines near the screen, so a
+        long cell's drawn lines are not all of it), or the drawn lines where the editor's view is not reachable."""
         editor = self.cell(index).locator(".cm-content")
-        return editor.evaluate("e => Array.from(e.querySelectorAll('.cm-line'), l => l.textContent).join('\\n')")
+        return editor.evaluate("e => e.cmView && e.cmView.view ? e.cmView.view.state.doc.toString() : "
+                               "Array.from(e.querySelectorAll('.cm-line'), l => l.textContent).join('\\n')")
 
     def outputs(self, index: int) -> str:
         """Everything a code cell's output area shows, as text."""
