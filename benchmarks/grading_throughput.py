@@ -65,7 +65,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-grading-") as tmp:
         plain = make_class(Path(tmp) / "plain", args.lab, args.students)
         ours = {n: make_class(Path(tmp) / f"course-{n}", args.lab, args.students) for n in args.workers}
-        t_plain = timed(["nbgrader", "autograde", args.lab, "--force"], plain.root, env)
+        t_plain = timed([sys.executable, "-m", "nbgrader", "autograde", args.lab, "--force"], plain.root, env)
         t_ours = {n: timed([sys.executable, "-m", "course_utils.grading.cli", "--course-dir", str(course.root), "grade",
                             args.lab, "--workers", str(n)], course.root, env) for n, course in ours.items()}
         same = all(scores(plain, args.lab) == scores(course, args.lab) for course in ours.values())
