@@ -82,20 +82,9 @@ def load_fashion_mnist(
     Keeps a random subset of `num_train` training images (all of them when fewer exist) and the
     whole test set; downloads with torchvision when the files are missing. Used by mlp_depth_sweep.
     """
-    from torchvision.datasets import FashionMNIST
-
-    folder = data_root(root)
-    try:
-        train = FashionMNIST(str(folder), train=True, download=download)
-        test = FashionMNIST(str(folder), train=False, download=download)
-    except RuntimeError as err:  # torchvision raises RuntimeError for missing files and failed downloads
-        raise FileNotFoundError(
-            f"Fashion-MNIST is not in {folder / 'FashionMNIST' / 'raw'} and could not be downloaded. "
-            f"Offline, set the environment variable {DATA_ROOT_ENV} (or pass root=...) to a folder "
-            f"holding FashionMNIST/raw/, such as the course's shared/datasets folder."
-        ) from err
-    X_train, y_train = train.data.reshape(len(train.data), -1).float() / 255, train.targets
-    X_test, y_test = test.data.reshape(len(test.data), -1).float() / 255, test.targets
+    images, y_train, test_images, y_test = _fashion_mnist_uint8(root, download)
+    X_train = images.reshape(len(images), -1).float() / 255
+    X_test = test_images.reshape(len(test_images), -1).float() / 255
     keep = torch.randperm(len(X_train), generator=torch.Generator().manual_seed(seed))[:num_train]
     X_train, y_train = X_train[keep], y_train[keep]
     mean, std = X_train.mean(dim=0), X_train.std(dim=0).clamp_min(MIN_PIXEL_STD)
