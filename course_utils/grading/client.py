@@ -123,22 +123,31 @@ class KernelClient:
         # Connect once, to the sockets the kernel made before any student code ran: a reconnection would look
         # the path up again, and the student's code could by then have turned it into a link elsewhere.
         self.context.setsockopt(zmq.RECONNECT_IVL, -1)
-        self.shell = self._socket(zmq.DEALER, ip, "shell")
-        self.iopub = self._socket(zmq.SUB, ip, "iopub")
-        self.iopub.setsockopt(zmq.SUBSCRIBE, b"")
+        self.ip = ip
         self.poller = zmq.Poller()
-        self.poller.register(self.shell, zmq.POLLIN)
-        self.poller.register(self.iopub, zmq.POLLIN)
+        self.shell = self._socket(zmq.DEALER, "shell")
+        self.iopub = self._socket(zmq.SUB, "iopub")
         self.comm_id = ""
         self.requests = 0
 
-    def _socket(self, kind: int, ip: str, channel: str) -> zmq.Socket:
-        path = f"{ip}-{CHANNELS[channel]}"
+    def _socket(self, kind: int, channel: str) -> zmq.Socket:
+        path = f"{self.ip}-{CHANNELS[channel]}"
         if not stat.S_ISSOCK(os.lstat(path).st_mode):
             raise KernelLost(f"the kernel's {channel} channel is not a socket")
         sock = self.context.socket(kind)
+        if kind == zmq.SUB:
+            sock.setsockopt(zmq.SUBSCRIBE, b"")
         sock.connect(f"ipc://{path}")
+        self.poller.register(sock, zmq.POLLIN)
         return sock
+
+    def _reconnect(self, channel: str) -> None:
+        """A fresh connection to `channel`: a connection refused (the socket's file exists a moment before it
+        listens) is never retried. Only while the kernel starts, before any student code has run."""
+        old = getattr(self, channel)
+        self.poller.unregister(old)
+        old.close(linger=0)
+        setattr(self, channel, self._socket(old.type, channel))
 
     # -- receiving
 
@@ -162,12 +171,13 @@ class KernelClient:
 
     def wait_ready(self, timeout_s: float) -> None:
         """Wait until the kernel answers on its shell and its published messages arrive here."""
-        deadline = time.monotonic() + timeout_s
+        deadline, round_s = time.monotonic() + timeout_s, 1.0
         while time.monotonic() < deadline:
             self._check_alive()
             msg_id = self.session.send(self.shell, "kernel_info_request", {})["header"]["msg_id"]
             replied = published = False
-            until = min(deadline, time.monotonic() + 1.0)
+            until = min(deadline, time.monotonic() + round_s)
+            round_s = min(2 * round_s, 8.0)  # a kernel slowed by a busy machine gets longer to answer
             while time.monotonic() < until and not (replied and published):
                 got = self._receive(until - time.monotonic())
                 if got and got[1].get("parent_header", {}).get("msg_id") == msg_id:
@@ -175,6 +185,9 @@ class KernelClient:
                     published |= got[0] == "iopub"
             if replied and published:
                 return
+            for channel, heard in (("shell", replied), ("iopub", published)):
+                if not heard:
+                    self._reconnect(channel)
         raise KernelLost(f"the grading kernel did not start within {timeout_s:.0f} s")
 
     def _wait(self, msg_id: str, deadline: float, outputs: Outputs, on_comm=None) -> None:

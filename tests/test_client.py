@@ -1,0 +1,57 @@
+"""Does the grader reach a kernel that made its sockets' files a moment before listening on them?"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+
+import zmq
+from jupyter_client.session import Session
+
+from course_utils.grading.client import CHANNELS, KernelClient
+
+KEY = "k" * 32
+
+
+def _late_kernel(ip: str, ready: threading.Event, stop: threading.Event) -> None:
+    """Sockets' files that refuse connections for a while, then a kernel that answers kernel_info on them."""
+    placeholders = []
+    for channel in ("shell", "iopub"):
+        sock = socket.socket(socket.AF_UNIX)
+        sock.bind(f"{ip}-{CHANNELS[channel]}")  # the file exists, nothing listens: a connect is refused
+        placeholders.append(sock)
+    ready.set()
+    time.sleep(0.5)
+    for channel, sock in zip(("shell", "iopub"), placeholders):
+        sock.close()
+        os.unlink(f"{ip}-{CHANNELS[channel]}")
+    context = zmq.Context()
+    shell, iopub = context.socket(zmq.ROUTER), context.socket(zmq.PUB)
+    shell.bind(f"ipc://{ip}-{CHANNELS['shell']}")
+    iopub.bind(f"ipc://{ip}-{CHANNELS['iopub']}")
+    session = Session(key=KEY.encode(), signature_scheme="hmac-sha256")
+    while not stop.is_set():
+        if shell.poll(50):
+            idents, msg = session.recv(shell, content=True)
+            session.send(iopub, "status", {"execution_state": "idle"}, parent=msg)
+            session.send(shell, "kernel_info_reply", {"status": "ok"}, parent=msg, ident=idents)
+    context.destroy(linger=0)
+
+
+def test_a_connection_refused_while_the_kernel_starts_is_tried_again(tmp_path):
+    ip = str(tmp_path / "kernel")
+    ready, stop = threading.Event(), threading.Event()
+    kernel = threading.Thread(target=_late_kernel, args=(ip, ready, stop))
+    kernel.start()
+    try:
+        ready.wait(5)
+        client = KernelClient(ip, KEY, pid=0, ended=lambda: None, timeout_s=20)
+        started = time.monotonic()
+        client.wait_ready(timeout_s=20)
+        assert time.monotonic() - started < 15
+        client.close()
+    finally:
+        stop.set()
+        kernel.join()
