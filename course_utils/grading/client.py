@@ -114,7 +114,7 @@ class KernelClient:
         while not all(os.path.exists(f"{ip}-{CHANNELS[c]}") for c in ("shell", "iopub")):
             self._check_alive()
             if time.monotonic() > deadline:
-                raise KernelLost(f"the grading kernel did not start within {timeout_s:.0f} s")
+                raise KernelLost(f"the grading kernel made no sockets within {timeout_s:.0f} s")
             time.sleep(0.02)
         self.session = Session(key=key.encode(), signature_scheme="hmac-sha256", username="referee")
         self.context = zmq.Context()
@@ -188,7 +188,7 @@ class KernelClient:
             for channel, heard in (("shell", replied), ("iopub", published)):
                 if not heard:
                     self._reconnect(channel)
-        raise KernelLost(f"the grading kernel did not start within {timeout_s:.0f} s")
+        raise KernelLost(f"the grading kernel did not answer within {timeout_s:.0f} s of starting")
 
     def _wait(self, msg_id: str, deadline: float, outputs: Outputs, on_comm=None) -> None:
         """Collect the outputs of request `msg_id` until the kernel is idle again; raise CellTimeout past `deadline`
