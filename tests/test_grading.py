@@ -217,10 +217,14 @@ def test_late_submissions_lose_what_the_late_policy_says_and_a_new_due_date_need
         assert gb.find_submission(LAB, "on_time").late_submission_penalty == 0
         assert gb.find_submission(LAB, "late").late_submission_penalty == 3  # "zero": late work scores nothing
         gb.update_or_create_assignment(LAB, duedate=datetime(2026, 1, 4))
+    page = lambda student: (course.root / "feedback" / student / LAB / f"{LAB}.html").read_text()
+    assert "Submitted 34.0 hours after the due date: a late penalty of 3 points" in page("late")
+    assert "after the due date" not in page("on_time")
     again = grade_lab(course, LAB, workers=1, limits=LIMITS, progress=False)
     assert all(o.reused for o in again)
     with Gradebook(course.coursedir.db_url, course.coursedir.course_id) as gb:
         assert gb.find_submission(LAB, "late").late_submission_penalty == 0
+    assert "after the due date" not in page("late")  # the new due date's page, without regrading
 
 
 def test_written_answers_wait_for_a_person_and_unchanged_ones_score_zero(graded):

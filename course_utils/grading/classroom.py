@@ -22,6 +22,7 @@ from nbgrader.preprocessors import AssignLatePenalties
 from tqdm.auto import tqdm
 
 from ..runtime import QUICK_ENV
+from . import feedback
 from .course import Course, CourseError, SubmissionResult, TestResult
 from .jobs import GradeJob, JobResult, Limits, import_aliases, nbgrader_id
 from .pool import GradingPool
@@ -173,9 +174,9 @@ def record(course: Course, lab: str, result: JobResult, fingerprint: str) -> Gra
         autograded.write_text(result.notebook)
     elif autograded.exists():
         autograded.unlink()  # a stale notebook would contradict the zero now in the gradebook
-    feedback = course.root / "feedback" / result.student / lab / f"{lab}.html"
-    feedback.parent.mkdir(parents=True, exist_ok=True)
-    feedback.write_text(result.feedback)
+    page = course.root / "feedback" / result.student / lab / f"{lab}.html"
+    page.parent.mkdir(parents=True, exist_ok=True)
+    page.write_text(result.feedback)
     scores = {g["name"]: g for g in result.grades}
     tests = []
     with Gradebook(course.coursedir.db_url, course.coursedir.course_id) as gb:
@@ -223,6 +224,10 @@ def apply_due_date(course: Course, lab: str, students: list[str]) -> None:
             for notebook in submission.notebooks:
                 penalty = assigner.plugin_inst.late_submission_penalty(student, notebook.score, late) if late > 0 else None
                 notebook.late_submission_penalty = None if penalty is None else min(max(penalty, 0.0), notebook.score)
+                page = course.root / "feedback" / student / lab / f"{notebook.name}.html"
+                if page.is_file():
+                    page.write_text(feedback.with_late_note(page.read_text(), late,
+                                                            notebook.late_submission_penalty or 0.0))
         gb.db.commit()
 
 

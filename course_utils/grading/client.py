@@ -21,7 +21,7 @@ import zmq
 from jupyter_client.session import Session
 
 MAX_MESSAGE_BYTES = 300 * 2**20  # one message from the kernel (the referee's answers carry arrays)
-OUTPUT_LIMIT_BYTES = 200_000  # output one cell may leave in the graded notebook
+OUTPUT_LIMIT_BYTES = 1_000_000  # output one cell may leave in the graded notebook (a few plots)
 INTERRUPT_GRACE_S = 5.0  # how long an interrupted cell may take to stop
 CHANNELS = {"shell": 1, "iopub": 2, "stdin": 3, "control": 4, "hb": 5}
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import html
+import re
 from dataclasses import dataclass
 
 import mistune
@@ -86,7 +87,7 @@ def _test_html(report: TestReport) -> str:
 STYLE = """body{font-family:sans-serif;max-width:60rem;margin:2rem auto;line-height:1.45}
 pre{background:#f6f6f6;padding:.5rem;overflow-x:auto;white-space:pre-wrap}pre.stderr{background:#fdecea}
 pre.error{background:#fdecea;color:#8a1c1c}.test{border-left:.4rem solid;padding:.2rem .8rem;margin:1rem 0}
-.passed{border-color:#2e7d32}.failed{border-color:#c62828}.notes{background:#fff8e1;padding:.5rem 1rem}
+.passed{border-color:#2e7d32}.failed{border-color:#c62828}.notes,.late{background:#fff8e1;padding:.5rem 1rem}
 img{max-width:100%}"""
 
 
@@ -117,6 +118,23 @@ def feedback_page(lab: str, student: str, nb: nbformat.NotebookNode, tests: dict
             parts += [_output_html(out) for out in cell.get("outputs", [])]
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+LATE = re.compile(r"<p class='late'>.*?</p>\n?", re.S)  # student text is escaped: it can never match
+
+
+def with_late_note(page: str, seconds_late: float, penalty: float) -> str:
+    """`page` saying how late the submission was and what that cost, or without such a note when it was on time.
+    Replaces an earlier note, so a changed due date needs no regrading."""
+    page = LATE.sub("", page)
+    if seconds_late <= 0:
+        return page
+    hours = seconds_late / 3600
+    when = f"{hours / 24:.1f} days" if hours >= 48 else f"{hours:.1f} hours"
+    note = (f"<p class='late'><strong>Submitted {when} after the due date: a late penalty of {penalty:g} points "
+            "applies to the autograded score.</strong></p>\n")
+    head, found, rest = page.partition("</h1>")
+    return head + found + "\n" + note + rest.lstrip("\n") if found else page
 
 
 def failure_page(student: str, lab: str, failure: str) -> str:
