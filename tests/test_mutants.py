@@ -9,7 +9,7 @@ import textwrap
 import nbformat
 
 from course_utils.grading.cli import main
-from course_utils.grading.mutants import cell_mutants, graded_slice
+from course_utils.grading.mutants import MutationReport, cell_mutants, graded_slice, unknown_equivalents
 from grading_fixtures import LAB, make_course
 from notebook_cells import cell
 
@@ -71,3 +71,14 @@ def test_course_mutants_grades_each_mutant_and_honours_equivalents(tmp_path, cap
     assert "tiny: 5/5 (100%) of the mutants killed, 2 marked equivalent" in out
     assert re.search(r"\badd\s+2/2 \(100%\)", out) and re.search(r"\bdouble\s+3/3 \(100%\)", out), out
     assert "names a mutant the solution no longer has: add: a * b -> a" in out
+
+
+def test_an_equivalence_naming_two_mutants_at_once_is_refused():
+    source = "def f(x):\n    ### BEGIN SOLUTION\n    return x[0] + x[0, 0]\n    ### END SOLUTION"
+    mutants = [m for m in cell_mutants("f", source) if m.key == "0 -> 1"]
+    assert len(mutants) == 3  # x[0], and both indices of x[0, 0]
+    report = MutationReport("lab", equivalent={"f: 0 -> 1": "said of one of them"})
+    assert unknown_equivalents(report, mutants) == [
+        "equivalent_mutants.json names 3 mutants at once: f: 0 -> 1 (write the solution so that each change is "
+        "told apart, e.g. with a name for one of the values)"]
+    assert unknown_equivalents(report, mutants[:1]) == []

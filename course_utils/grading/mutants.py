@@ -24,6 +24,7 @@ import ast
 import json
 import textwrap
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 import nbformat
@@ -303,10 +304,13 @@ def threshold(course: Course) -> float:
 
 
 def unknown_equivalents(report: MutationReport, mutants: list[Mutant]) -> list[str]:
-    """Entries of equivalent_mutants.json that name no mutant of the current solution."""
-    keys = {f"{m.cell}: {m.key}" for m in mutants}
-    return [f"{EQUIVALENTS_FILE} names a mutant the solution no longer has: {k}" for k in report.equivalent
-            if k not in keys]
+    """Entries of equivalent_mutants.json that name no mutant of the current solution, or several at once (which
+    would hide a mutant the tests might kill)."""
+    named = Counter(f"{m.cell}: {m.key}" for m in mutants)
+    return [f"{EQUIVALENTS_FILE} names a mutant the solution no longer has: {k}" if not named[k] else
+            f"{EQUIVALENTS_FILE} names {named[k]} mutants at once: {k} (write the solution so that each change is "
+            "told apart, e.g. with a name for one of the values)"
+            for k in report.equivalent if named[k] != 1]
 
 
 

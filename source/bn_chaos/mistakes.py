@@ -52,6 +52,13 @@ MISTAKES = [
         "loses": ["test_prediction_lambda_32"],
     },
     {
+        "name": "correlation_over_B",
+        "explanation": "Takes c = -1/B for the correlation of two batch-normalized samples instead of -1/(B - 1) "
+                       "(lambda off by 0.07 %).",
+        "edits": {"predictions_gradient_growth": [("c = -1 / (B - 1)", "c = -1 / B")]},
+        "loses": ["test_prediction_lambda_32"],
+    },
+    {
         "name": "float64_cloud",
         "explanation": "Predicts that float64 shows the same cloud as float32, taking the round-off for the chaos between batches.",
         "edits": {"prediction_float64_shape": [('\nprediction_float64_shape = "ellipse"\n', '\nprediction_float64_shape = "cloud"\n')]},
@@ -111,7 +118,7 @@ MISTAKES = [
     {
         "name": "fit_end_points_only",
         "explanation": "Uses only the first and last layer instead of a least-squares fit through all layers.",
-        "edits": {"fit_growth": [("slope = torch.linalg.lstsq(A, y[:, None]).solution[0, 0]",
+        "edits": {"fit_growth": [("slope, intercept = torch.linalg.lstsq(A, y[:, None]).solution.flatten()",
                                   "slope = (y[-1] - y[0]) / (len(y) - 1)")]},
         "loses": ["test_fit_growth"],
     },

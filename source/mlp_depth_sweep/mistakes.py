@@ -144,6 +144,13 @@ MISTAKES = [
         "loses": ["test_prediction_lambda"],
     },
     {
+        "name": "correlation_over_B",
+        "explanation": "takes c = -1/B for the correlation of two batch-normalized samples instead of -1/(B - 1): "
+                       "lambda is off by 0.07 %; the ratio built on it still counts",
+        "edits": {"predict_gradient_growth": [("c = -1 / (32 - 1)", "c = -1 / 32")]},
+        "loses": ["test_prediction_lambda"],
+    },
+    {
         "name": "squared_norm_ratio",
         "explanation": "compounds lambda over the 48 layers without the square root: the ratio of squared norms",
         "edits": {"predict_gradient_growth": [("prediction_lambda_32 ** (48 / 2)", "prediction_lambda_32 ** 48")]},
