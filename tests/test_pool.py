@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
+from pathlib import Path
+
 import pytest
 
 from course_utils.grading.classroom import grade_lab
 from course_utils.grading.jobs import Limits
 from course_utils.grading.pool import GradingPool
+from course_utils.grading.zygote import FOLDER_PREFIX, remove_orphans
 from grading_fixtures import LAB, make_course, submissions, submit
 from processes import adopt_orphans, grading_processes, wait_for_none
 
@@ -21,6 +27,8 @@ LIMITS = Limits(cell_s=10, submission_s=60, memory_mb=2048)
 @pytest.fixture(autouse=True)
 def subreaper():
     adopt_orphans()
+
+
 @pytest.fixture
 def course(tmp_path):
     made = make_course(tmp_path / "course")
@@ -65,3 +73,16 @@ def test_an_interrupted_run_leaves_no_process_behind(course):
     run.send_signal(signal.SIGINT)  # Ctrl-C
     run.wait(timeout=60)
     assert wait_for_none(30) == []
+
+
+def test_the_folders_of_killed_grading_processes_are_removed_by_the_next_one():
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    gone = Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{dead.pid}-"))
+    mine = Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{os.getpid()}-"))
+    (gone / "zygote.sock").write_text("")
+    try:
+        remove_orphans()
+        assert not gone.exists() and mine.exists()
+    finally:
+        shutil.rmtree(gone, ignore_errors=True), shutil.rmtree(mine, ignore_errors=True)

@@ -37,6 +37,7 @@ from .sandbox import SANDBOX_UID
 PRELOAD = ["numpy", "torch", "torch.nn", "torch.nn.functional", "torch.optim", "torch._dynamo", "torchvision", "matplotlib",
            "matplotlib.font_manager", "tqdm.auto", "ipykernel.kernelapp", "ipykernel.ipkernel", "course_utils",
            "course_utils.checks", "course_utils.testing", "course_utils.grading.kernel"]
+FOLDER_PREFIX = "course-zygote-"  # then the grading process's pid: a folder whose owner is gone is removed
 WAIT_FOR_ZYGOTE_S = 120.0  # a zygote still importing at the first submission is worth waiting for
 NAMESPACES = [("pid", 0x20000000), ("net", 0x40000000), ("ipc", 0x08000000), ("uts", 0x04000000),
               ("cgroup", 0x02000000), ("mnt", 0x00020000)]
@@ -311,11 +312,26 @@ def cold_kernel(request: dict) -> KernelProcess:
     return KernelProcess(mine, process)
 
 
+def remove_orphans() -> None:
+    """Remove the zygote folders of grading processes that no longer exist (killed before they could clean up)."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{FOLDER_PREFIX}*-*"):
+        owner = folder.name.removeprefix(FOLDER_PREFIX).partition("-")[0]
+        if not owner.isdigit():
+            continue
+        try:
+            os.kill(int(owner), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            pass  # alive, and someone else's
+
+
 class Zygote:
     """One warm zygote process for this grading process, restarted once if it dies; `close` ends it."""
 
     def __init__(self):
-        self.folder = Path(tempfile.mkdtemp(prefix="course-zygote-"))
+        remove_orphans()
+        self.folder = Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{os.getpid()}-"))
         self.path = str(self.folder / "zygote.sock")
         self.process: subprocess.Popen | None = None
         self.starts = 0
