@@ -211,6 +211,17 @@ class _KernelStart(RuntimeError):
     """No kernel could be started for this submission (a problem of the grading machine, not of the notebook)."""
 
 
+def start_kernel(job: GradeJob, attempts: int = 2) -> JobKernel:
+    """A ready kernel for `job`. A start that failed is tried again: no code of the submission has run yet, so the
+    cause is the grading machine (a busy moment), never the student."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return JobKernel(job)
+        except _KernelStart:
+            if attempt == attempts:
+                raise
+
+
 class JobKernel:
     """The sandbox, cgroup and kernel of one job, ended together by `close`."""
 
@@ -309,7 +320,7 @@ def _grade(job: GradeJob, release: nbformat.NotebookNode, submitted: nbformat.No
                and c.metadata.get("nbgrader", {}).get("solution") for name in defined_names(c.source)}
     verdicts = {}
     lost = ""
-    kernel = JobKernel(job)
+    kernel = start_kernel(job)
     deadline = time.monotonic() + job.limits.submission_s  # the notebook's own time: from a ready kernel on
     try:
         for index, cell in enumerate(rebuilt.cells):

@@ -1,4 +1,4 @@
-"""Does the grader reach a kernel that made its sockets' files a moment before listening on them?"""
+"""Does a kernel that had trouble starting (no student code has run yet) get another chance?"""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ import socket
 import threading
 import time
 
+import pytest
 import zmq
 from jupyter_client.session import Session
 
+from course_utils.grading import jobs
 from course_utils.grading.client import CHANNELS, KernelClient
 
 KEY = "k" * 32
@@ -55,3 +57,20 @@ def test_a_connection_refused_while_the_kernel_starts_is_tried_again(tmp_path):
     finally:
         stop.set()
         kernel.join()
+
+
+def test_a_kernel_that_failed_to_start_is_started_once_more(monkeypatch):
+    starts = []
+
+    class Flaky:
+        def __init__(self, job):
+            starts.append(job)
+            if len(starts) == 1:
+                raise jobs._KernelStart("the grading kernel did not answer within 120 s of starting")
+
+    monkeypatch.setattr(jobs, "JobKernel", Flaky)
+    assert isinstance(jobs.start_kernel("job"), Flaky) and starts == ["job", "job"]
+    starts.clear()
+    with pytest.raises(jobs._KernelStart):
+        jobs.start_kernel("job", attempts=1)
+    assert starts == ["job"]
