@@ -17,6 +17,7 @@ import pytest
 from nbgrader.api import Gradebook
 
 from course_utils.grading.classroom import grade_lab
+from course_utils.grading.feedback import failure_page
 from course_utils.grading.jobs import Limits
 from grading_fixtures import HIDDEN_MARKER, LAB, LEAK_MARKER, SECRET_ENV, SECRET_VALUE, make_course, submissions, submit
 from processes import adopt_orphans, wait_for_none
@@ -101,6 +102,13 @@ def test_broken_submissions_fail_alone_with_a_reason(graded, student):
     assert outcome.failure and outcome.failure.startswith(NOT_GRADED[student]), outcome.failure
     feedback = (course.root / "feedback" / student / LAB / f"{LAB}.html").read_text()
     assert NOT_GRADED[student] in feedback
+
+
+def test_a_failure_of_the_grading_machine_is_not_blamed_on_the_student():
+    page = failure_page("ann", LAB, "kernel did not start: the grading kernel did not answer within 120 s of starting")
+    assert "a problem of the grading machine, not of your notebook" in page and "Fix the problem" not in page
+    page = failure_page("ann", LAB, "not a valid notebook: Expecting value: line 1 column 1 (char 0)")
+    assert "Fix the problem and submit again" in page and "grading machine" not in page
 
 
 @pytest.mark.parametrize("student", sorted(NOTES))
@@ -192,6 +200,8 @@ def test_rerun_grades_only_what_changed_and_keeps_earlier_grades(graded):
     course, before, _ = graded
     state = course.root / "grading" / LAB / "state"
     (state / "wrong.json").unlink()  # as if the run had been interrupted before `wrong` was recorded
+    good = json.loads((state / "good.json").read_text())  # as if the machine had failed `good`'s kernel
+    (state / "good.json").write_text(json.dumps({**good, "failure": "kernel did not start: a busy machine"}))
     untouched = course.root / "submitted" / "untouched" / LAB / f"{LAB}.ipynb"
     fixed = nbformat.read(untouched, as_version=4)
     for cell in fixed.cells:
@@ -199,7 +209,7 @@ def test_rerun_grades_only_what_changed_and_keeps_earlier_grades(graded):
             cell.source = "def double(x):\n    return 2 * x"
     nbformat.write(fixed, untouched)
     after = {o.student: o for o in grade_lab(course, LAB, workers=2, limits=LIMITS, progress=False)}
-    assert {s for s, o in after.items() if not o.reused} == {"wrong", "untouched"}
+    assert {s for s, o in after.items() if not o.reused} == {"wrong", "untouched", "good"}
     assert after["untouched"].result.auto_score == 1 and after["wrong"].result.auto_score == 1
     assert after["good"].result.auto_score == 3 and json.loads((state / "good.json").read_text())["failure"] is None
 

@@ -123,7 +123,8 @@ def grade_lab(course: Course, lab: str, students: list[str] | None = None, *, po
               force: bool = False, progress: bool = True, isolated: bool = True) -> list[GradeOutcome]:
     """Autograde `submitted/*/<lab>/` in parallel, each submission alone in a sandbox; a broken one never stops
     the rest. Runs in `pool`, or in a pool opened for this call (`workers` threads here, or `scheduler`).
-    Submissions graded before with the same lab, limits and isolation are reused unless `force`."""
+    Submissions graded before with the same lab, limits and isolation are reused unless `force`, except those the
+    grading machine failed."""
     if pool is None:
         with GradingPool(workers, scheduler, isolated) as own:
             return grade_lab(course, lab, students, pool=own, limits=limits, force=force, progress=progress)
@@ -143,7 +144,8 @@ def grade_lab(course: Course, lab: str, students: list[str] | None = None, *, po
         submission = path.read_bytes() if path.is_file() else b""
         prints[student] = _fingerprint(lab_print, submission)
         saved = _load_state(state / f"{student}.json")
-        if not force and saved is not None and saved["fingerprint"] == prints[student]:
+        if (not force and saved is not None and saved["fingerprint"] == prints[student]
+                and not feedback.machine_failure(saved["failure"])):  # the machine's failures are tried again
             outcomes[student] = _outcome_from_state(student, lab, saved)
             continue
         jobs[student] = make_job(course, bundle, student, submission, limits, pool)

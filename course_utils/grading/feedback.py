@@ -120,6 +120,7 @@ def feedback_page(lab: str, student: str, nb: nbformat.NotebookNode, tests: dict
     return "\n".join(parts)
 
 
+MACHINE_FAILURES = ("sandbox failed", "kernel did not start")  # failures no submission can cause
 LATE = re.compile(r"<p class='late'>.*?</p>\n?", re.S)  # student text is escaped: it can never match
 
 
@@ -137,11 +138,18 @@ def with_late_note(page: str, seconds_late: float, penalty: float) -> str:
     return head + found + "\n" + note + rest.lstrip("\n") if found else page
 
 
+def machine_failure(failure: str | None) -> bool:
+    """Whether `failure` is the grading machine's (the sandbox or kernel would not start), not the submission's."""
+    return bool(failure) and failure.partition(": ")[0] in MACHINE_FAILURES
+
+
 def failure_page(student: str, lab: str, failure: str) -> str:
     """A feedback page for a submission that could not be graded, saying why."""
     kind, _, detail = failure.partition(": ")
+    advice = ("This is a problem of the grading machine, not of your notebook: your instructor will grade it again."
+              if machine_failure(failure) else
+              "It earns no autograded points. Fix the problem and submit again, or ask your instructor.")
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(lab)} feedback</title></head>"
             f"<body><h1>{html.escape(lab)}: feedback for {html.escape(student)}</h1>"
             f"<p><strong>Your submission could not be graded ({html.escape(kind)}).</strong></p>"
-            f"<p>{html.escape(detail)}</p><p>It earns no autograded points. Fix the problem and submit again, "
-            "or ask your instructor.</p></body></html>")
+            f"<p>{html.escape(detail)}</p><p>{advice}</p></body></html>")
