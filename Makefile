@@ -38,5 +38,5 @@ demo: install
 test: install
 	$(call system_packages,$(TEST_PACKAGES))
 	$(BIN)/course validate
-	$(PYTHON) -m pytest --ignore=tests/browser
+	$(PYTHON) -m pytest --ignore=tests/browser --ignore=tests/hub
 	$(PYTHON) -m pytest tests/browser

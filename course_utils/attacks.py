@@ -1,38 +1,14 @@
-"""An iterative L2 fast-gradient attack that keeps its points on the sphere of their true class.
-
-Reference answers for the adversarial_spheres lab, whose students write each of these pieces; the tests
-feed the references of earlier pieces to later ones, so one slip costs one exercise.
+"""What adversarial_spheres' attack builds on and its tests pass in: the losses an attack ascends, and models and
+steps that let a test vary the attack's arguments. The attack itself is the students' to write.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn
 from torch.nn import functional as F
-from tqdm.auto import tqdm
-
-
-def l2_step(X: torch.Tensor, grad: torch.Tensor, step_size: float) -> torch.Tensor:
-    """Move each row of `X` by `step_size` along its own L2-normalized gradient row (a zero gradient stays put)."""
-    norms = grad.flatten(1).norm(dim=1).clamp_min(1e-12)
-    return X + step_size * grad / norms.view(-1, *[1] * (grad.dim() - 1))
-
-
-def project_to_sphere(X: torch.Tensor, y: torch.Tensor, radii: Sequence[float]) -> torch.Tensor:
-    """Rescale each row of `X` onto the sphere of its true class: radius `radii[y]`, same direction."""
-    target = torch.as_tensor(radii, dtype=X.dtype, device=X.device)[y]
-    return X * (target / X.norm(dim=1)).unsqueeze(1)
-
-
-def nearest_error_distance(X: torch.Tensor, X_path: torch.Tensor, wrong: torch.Tensor) -> torch.Tensor:
-    """For each point, the distance to the closest misclassified iterate of its attack path (inf if none).
-
-    `X` is (n, d), `X_path` is (num_iterates, n, d) and `wrong` (num_iterates, n) marks misclassified iterates.
-    """
-    dist = (X_path - X.unsqueeze(0)).norm(dim=2)
-    return dist.masked_fill(~wrong, float("inf")).min(dim=0).values
 
 
 def margin_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -47,43 +23,22 @@ def cross_entropy_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits, y, reduction="none")
 
 
-def sphere_attack(
-    model: nn.Module,
-    X: torch.Tensor,
-    y: torch.Tensor,
-    radii: Sequence[float],
-    step_size: float,
-    num_steps: int,
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = cross_entropy_loss,
-    step_fn: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor] = l2_step,
-    project_fn: Callable[[torch.Tensor, torch.Tensor, Sequence[float]], torch.Tensor] = project_to_sphere,
-    progress: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Ascend `loss_fn(model(X), y).sum()` by `num_steps` L2 steps, projecting onto the true sphere after each one.
+def gradient_step(X: torch.Tensor, grad: torch.Tensor, step_size: float) -> torch.Tensor:
+    """Move `X` by `step_size` times its raw gradient (plain gradient ascent, no normalization).
 
-    Returns the path of iterates (num_steps + 1, n, d), starting at `X`, and a (num_steps + 1, n) bool mask of
-    the misclassified ones. The model runs in eval mode (BatchNorm uses its running statistics) and gets its
-    mode back, also when it raises; `X` and the model's parameters, buffers and gradients stay as they were,
-    and nothing returned carries an autograd graph. The reference for the lab's own attack.
+    A step other than the lab's L2 one: tests pass it to an attack to check that it takes its steps from `step_fn`.
     """
-    was_training = model.training
-    model.eval()
-    try:
-        X_adv = X.detach().clone()
-        path, wrong = [X_adv], []
-        for _ in tqdm(range(num_steps), desc="attack", unit="step", disable=not progress, leave=False):
-            X_adv = X_adv.detach().requires_grad_(True)
-            logits = model(X_adv)
-            wrong.append((logits.argmax(dim=1) != y).detach())
-            (grad,) = torch.autograd.grad(loss_fn(logits, y).sum(), X_adv)
-            with torch.no_grad():
-                X_adv = project_fn(step_fn(X_adv.detach(), grad, step_size), y, radii)
-            path.append(X_adv)
-        with torch.no_grad():
-            wrong.append(model(X_adv).argmax(dim=1) != y)
-    finally:
-        model.train(was_training)
-    return torch.stack(path).detach(), torch.stack(wrong)
+    return X + step_size * grad
+
+
+def clamp_to_box(X: torch.Tensor, y: torch.Tensor, radii: Sequence[float]) -> torch.Tensor:
+    """Clip each row of `X` to the box [-radii[y], radii[y]] of its class in every coordinate.
+
+    A projection other than the lab's onto spheres: tests pass it to an attack to check that it projects with
+    `project_fn`.
+    """
+    bound = torch.as_tensor(radii, dtype=X.dtype, device=X.device)[y].unsqueeze(1)
+    return torch.minimum(torch.maximum(X, -bound), bound)
 
 
 class RaisingModel(nn.Module):

@@ -3,13 +3,14 @@
 The model maps inputs X (N, F) to logits X @ W (N, C), batch-normalizes them (gamma, beta) and applies softmax
 with the cross-entropy loss. The lab's students write its pieces; this module holds what the lab does not teach:
 the four clusters it learns, the minibatch SGD loop, test-mode prediction, a torch replica of the whole graph
-(one named tensor per node, for `register_hook`), torch references of every piece, and the autograder checks of
-the classifier's exercises. The pieces a model is built from are passed in a dict, `layers`:
+(one named tensor per node, for `register_hook`), and the autograder checks of the classifier's exercises with
+their private torch references (an answer may not call this package: `norm_checks.OWN_WORK`). The pieces a
+model is built from are passed in a dict, `layers`:
 
     {"bn_forward": ..., "bn_backward": ..., "softmax_cross_entropy": ..., "update_running_stats": ...,
      "bn_forward_test": ...}
 
-so that a test can hand a student's function the reference pieces (`reference_layers()`) and grade that
+so that a test can hand a student's function the reference pieces (`_reference_layers()`) and grade that
 function alone. The references use torch, never a NumPy version of what students derive.
 """
 
@@ -23,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .norm_checks import bn_backward_reference, bn_forward_reference, check_array, reference_cache
+from .norm_checks import OWN_WORK, _bn_backward, _bn_forward, _reference_cache, check_array
 from .testing import check_no_calls, probe
 
 PARAMS = ("W", "gamma", "beta")
@@ -57,7 +58,7 @@ def init_params(num_features: int, num_classes: int, seed: int = 0, dtype: Any =
 
 # ---------------------------------------------------------------- references (torch)
 
-def softmax_cross_entropy_reference(logits: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+def _softmax_cross_entropy(logits: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
     """(mean cross-entropy, its gradient) by torch in float64, the gradient in the dtype of `logits`."""
     z = torch.tensor(np.asarray(logits, dtype=np.float64), requires_grad=True)
     with torch.enable_grad():
@@ -66,32 +67,32 @@ def softmax_cross_entropy_reference(logits: np.ndarray, y: np.ndarray) -> tuple[
     return float(loss.detach()), z.grad.numpy().astype(logits.dtype)
 
 
-def update_running_stats_reference(running_mean: np.ndarray, running_var: np.ndarray, x: np.ndarray,
-                                   momentum: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
-    """One update of BatchNorm1d's running estimates from a training batch `x` (N >= 2), in torch float64."""
-    xt = torch.as_tensor(np.asarray(x, dtype=np.float64))
-    mean = (1 - momentum) * torch.as_tensor(np.asarray(running_mean, dtype=np.float64)) + momentum * xt.mean(dim=0)
-    var = (1 - momentum) * torch.as_tensor(np.asarray(running_var, dtype=np.float64)) + momentum * xt.var(dim=0, correction=1)
+def _update_running_stats(running_mean: np.ndarray, running_var: np.ndarray, x: np.ndarray,
+                          momentum: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """One update of BatchNorm1d's running estimates from a training batch `x` (N >= 2), by torch's batch_norm in
+    float64 (it updates the buffers it is given), returned in the dtype of `x`."""
+    mean, var = (torch.tensor(np.asarray(v, dtype=np.float64)) for v in (running_mean, running_var))
+    F.batch_norm(torch.as_tensor(np.asarray(x, dtype=np.float64)), mean, var, training=True, momentum=momentum)
     return mean.numpy().astype(x.dtype), var.numpy().astype(x.dtype)
 
 
-def bn_forward_test_reference(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, running_mean: np.ndarray,
-                              running_var: np.ndarray, eps: float = 1e-5) -> np.ndarray:
-    """Batch norm in test mode (BatchNorm1d in eval mode), in torch float64, returned in the dtype of `x`."""
+def _bn_forward_test(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, running_mean: np.ndarray,
+                     running_var: np.ndarray, eps: float = 1e-5) -> np.ndarray:
+    """Batch norm in test mode by torch's batch_norm in eval mode, in float64, returned in the dtype of `x`."""
     t = {k: torch.as_tensor(np.asarray(v, dtype=np.float64))
          for k, v in dict(x=x, gamma=gamma, beta=beta, mean=running_mean, var=running_var).items()}
-    out = t["gamma"] * (t["x"] - t["mean"]) / torch.sqrt(t["var"] + eps) + t["beta"]
+    out = F.batch_norm(t["x"], t["mean"], t["var"], t["gamma"], t["beta"], training=False, eps=eps)
     return out.numpy().astype(x.dtype)
 
 
-def reference_layers() -> dict[str, Callable]:
+def _reference_layers() -> dict[str, Callable]:
     """Every piece of the model by torch, under the names a `layers` dict uses."""
-    return {"bn_forward": bn_forward_reference, "bn_backward": bn_backward_reference,
-            "softmax_cross_entropy": softmax_cross_entropy_reference,
-            "update_running_stats": update_running_stats_reference, "bn_forward_test": bn_forward_test_reference}
+    return {"bn_forward": _bn_forward, "bn_backward": _bn_backward,
+            "softmax_cross_entropy": _softmax_cross_entropy,
+            "update_running_stats": _update_running_stats, "bn_forward_test": _bn_forward_test}
 
 
-def loss_and_grads_reference(params: dict, X: np.ndarray, y: np.ndarray, layers: dict | None = None,
+def _loss_and_grads(params: dict, X: np.ndarray, y: np.ndarray, layers: dict | None = None,
                              eps: float = 1e-5) -> tuple[float, dict[str, np.ndarray]]:
     """The classifier's mean loss and the gradients of W, gamma and beta by torch autograd through the whole graph."""
     loss, nodes = torch_replica(X, y, params, eps=eps)
@@ -195,7 +196,7 @@ def torch_replica(X: np.ndarray, y: np.ndarray, params: dict, eps: float = 1e-5,
                   "std": std, "x_hat": x_hat, "Z": Z}
 
 
-def replica_grads(X: np.ndarray, y: np.ndarray, params: dict, sqrt_slip: bool = False) -> dict[str, np.ndarray]:
+def _replica_grads(X: np.ndarray, y: np.ndarray, params: dict, sqrt_slip: bool = False) -> dict[str, np.ndarray]:
     """The gradient of the loss at every node of `torch_replica`, by `retain_grad` (the tests' oracle)."""
     loss, nodes = torch_replica(X, y, params, sqrt_slip=sqrt_slip)
     for t in nodes.values():
@@ -248,7 +249,7 @@ def check_softmax_cross_entropy(softmax_ce: Callable, name: str, trials: int = 6
     On non-finite results it calls the function again on the logits with each row's maximum subtracted (same loss,
     same gradient), and says the exponentials overflow only when that call comes out right. Used by bn_from_scratch.
     """
-    check_no_calls(softmax_ce, {"torch": "this exercise is NumPy only: write the softmax yourself",
+    check_no_calls(softmax_ce, {**OWN_WORK, "torch": "this exercise is NumPy only: write the softmax yourself",
                                 "logsumexp": "subtracting the row maximum is the exercise: write it yourself"}, name)
     rng = np.random.default_rng(seed)
     # After the random trials, two fixed ones where the true class's logit lies far below the row's largest.
@@ -270,7 +271,7 @@ def check_softmax_cross_entropy(softmax_ce: Callable, name: str, trials: int = 6
                                  f"{type(result).__name__} {where}.")
         loss, dlogits = result
         loss = _scalar(loss, f"{name}'s loss", where)
-        want_loss, want = softmax_cross_entropy_reference(logits.astype(np.float64), labels)
+        want_loss, want = _softmax_cross_entropy(logits.astype(np.float64), labels)
         finite = np.isfinite(loss) and isinstance(dlogits, np.ndarray) and np.all(np.isfinite(dlogits))
         if not finite:
             raise AssertionError(_diagnose_non_finite(softmax_ce, logits, labels, want_loss, want, where, name))
@@ -286,14 +287,13 @@ def check_softmax_cross_entropy(softmax_ce: Callable, name: str, trials: int = 6
 
 
 def _softmax_slips(logits: np.ndarray, labels: np.ndarray, want: np.ndarray) -> list[tuple[str, np.ndarray]]:
-    z = logits.astype(np.float64)
-    e = np.exp(z - z.max(axis=0, keepdims=True))
-    col = e / e.sum(axis=0, keepdims=True)
-    onehot = np.eye(z.shape[1])[labels]
+    z = torch.from_numpy(logits.astype(np.float64))
+    onehot = F.one_hot(torch.from_numpy(np.asarray(labels, dtype=np.int64)), z.shape[1]).to(torch.float64)
+    over_batch = ((torch.softmax(z, dim=0) - onehot) / len(labels)).numpy()
     return [("it returns the gradient of the summed loss: the loss is a mean, so dlogits carries a factor 1/N",
              want * len(labels)),
             ("it takes the softmax over the batch (axis=0); each row is one example's distribution over classes",
-             (col - onehot) / len(labels)),
+             over_batch),
             ("the sign is flipped: the gradient is (softmax - onehot) / N", -want)]
 
 
@@ -313,10 +313,8 @@ def _diagnose_non_finite(softmax_ce: Callable, logits: np.ndarray, labels: np.nd
     if isinstance(again, tuple) and len(again) == 2 and isinstance(again[1], np.ndarray) \
             and again[1].shape == want.shape and np.all(np.isfinite(again[1])) \
             and np.abs(again[1].astype(np.float64) - want).max() <= 1e-4:
-        z = shifted.astype(logits.dtype)
-        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-            p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
-            via_log_p = -np.log(p[np.arange(len(labels)), labels]).mean()
+        p = torch.softmax(torch.from_numpy(shifted.astype(logits.dtype)), dim=1)  # in the logits' own precision
+        via_log_p = float(-torch.log(p[torch.arange(len(labels)), torch.as_tensor(labels)]).mean())
         if not np.isfinite(via_log_p) and not np.isfinite(float(again[0])):
             return (f"{facts} The gradient is right, and the loss is infinite even on logits whose row maxima are "
                     "already subtracted: the loss takes the log of a probability that underflows to 0 (the largest "
@@ -328,11 +326,12 @@ def _diagnose_non_finite(softmax_ce: Callable, logits: np.ndarray, labels: np.nd
 def check_loss_and_grads(loss_and_grads: Callable, name: str, trials: int = 6, seed: int = 0) -> None:
     """Check `loss_and_grads(params, X, y, layers) -> (loss, grads)` of the whole classifier against torch autograd.
 
-    The function gets the reference pieces (`reference_layers()`), so only its own step is graded: the chain rule
+    The function gets the reference pieces (`_reference_layers()`), so only its own step is graded: the chain rule
     through the logits X @ W and the composition of the layers. Random sizes (a batch of one included), float32
     and float64; a number and a dict of arrays of the parameters' shapes and dtypes; params, X and y unchanged.
     Used by bn_from_scratch.
     """
+    check_no_calls(loss_and_grads, OWN_WORK, name)
     rng = np.random.default_rng(seed)
     for trial in range(trials):
         dtype = np.dtype([np.float64, np.float32][trial % 2])
@@ -346,7 +345,7 @@ def check_loss_and_grads(loss_and_grads: Callable, name: str, trials: int = 6, s
         where = f"for X of shape {X.shape} ({dtype}{', a batch of one' if n == 1 else ''}) and {c} classes"
         mine = {k: v.copy() for k, v in params.items()}
         mine_X, mine_y = X.copy(), y.copy()
-        result = loss_and_grads(mine, mine_X, mine_y, reference_layers())
+        result = loss_and_grads(mine, mine_X, mine_y, _reference_layers())
         for key, value in params.items():
             if key not in mine:
                 raise AssertionError(f"{name} removed {key!r} from params; it must leave params as they were.")
@@ -357,8 +356,8 @@ def check_loss_and_grads(loss_and_grads: Callable, name: str, trials: int = 6, s
             raise AssertionError(f"{name} should return a tuple (loss, grads), but it returned a {type(result).__name__}.")
         loss, grads = result
         loss = _scalar(loss, f"{name}'s loss", where)
-        want_loss, want = loss_and_grads_reference(params, X.astype(np.float64), y)
-        full = replica_grads(X, y, params)
+        want_loss, want = _loss_and_grads(params, X.astype(np.float64), y)
+        full = _replica_grads(X, y, params)
         if not isinstance(grads, dict) or any(k not in grads for k in PARAMS):
             raise AssertionError(f"{name}'s grads should be a dict with the keys 'W', 'gamma' and 'beta', but it is "
                                  f"{type(grads).__name__}{' with keys ' + repr(sorted(grads)) if isinstance(grads, dict) else ''}.")
@@ -376,7 +375,7 @@ def check_loss_and_grads(loss_and_grads: Callable, name: str, trials: int = 6, s
 def _reference_run(num_epochs: int) -> tuple[dict, tuple]:
     """Training on `make_clusters` with torch autograd's gradients (deterministic, so computed once per process)."""
     X, y = make_clusters()
-    params, history = train(X, y, loss_and_grads_reference, reference_layers(), num_epochs, progress=False)
+    params, history = train(X, y, _loss_and_grads, _reference_layers(), num_epochs, progress=False)
     return params, tuple(history)
 
 
@@ -385,7 +384,7 @@ def check_training(loss_and_grads: Callable, name: str, num_epochs: int = 10) ->
     torch autograd's gradients, from the same start in the same order: the parameters must end equal, and so must
     the training accuracy in test mode (the four clusters separated after 10 epochs). Used by bn_from_scratch."""
     X, y = make_clusters()
-    mine, history = train(X, y, loss_and_grads, reference_layers(), num_epochs, progress=False)
+    mine, history = train(X, y, loss_and_grads, _reference_layers(), num_epochs, progress=False)
     want, want_history = _reference_run(num_epochs)
     for key in PARAMS:
         err = float(np.linalg.norm(mine[key] - want[key]) / (np.linalg.norm(want[key]) + 1e-12))
@@ -403,13 +402,14 @@ def check_record_grads(record_grads: Callable, name: str, trials: int = 2, seed:
     `torch_replica` to its gradient (torch's `retain_grad` agrees), and the hooks leave the gradients that reach
     W, gamma and beta unchanged. Runs the replica in the student's kernel (`hooked_replica`). Used by bn_from_scratch.
     """
+    check_no_calls(record_grads, OWN_WORK, name)
     rng = np.random.default_rng(seed)
     for trial in range(trials):
         n, f, c = int(rng.integers(3, 13)), int(rng.integers(1, 5)), int(rng.integers(2, 6))
         X, y = rng.normal(0, 2, size=(n, f)), rng.integers(0, c, size=n)
         params = {"W": rng.normal(size=(f, c)), "gamma": rng.uniform(0.5, 2, size=c), "beta": rng.normal(size=c)}
         sqrt_slip = trial % 2 == 1
-        want = replica_grads(X, y, params, sqrt_slip=sqrt_slip)
+        want = _replica_grads(X, y, params, sqrt_slip=sqrt_slip)
         report = hooked_replica(record_grads, X, y, params, sqrt_slip=sqrt_slip)
         recorded = report["recorded"]
         if not isinstance(recorded, dict):

@@ -1,11 +1,10 @@
-"""BatchNorm chaos at initialization (Yang et al., ICLR 2019): the inputs, measurements and mean-field formula
+"""BatchNorm chaos at initialization (Yang et al., ICLR 2019): the inputs and measurements
 that the bn_chaos lab builds on, so that its notebook holds only what it teaches.
 
 - `circle_batches`: two minibatches on a circle that differ in one point;
 - `layer_outputs`: the activations after every BatchNorm layer of a plain `nn.Sequential`;
 - `shared_correlation`: how alike two batches' activations of their shared points are;
 - `affine_fit_residual`: how far a set of activations is from an affine image of the inputs;
-- `bn_gradient_growth`: the mean-field growth factor lambda(B) of squared weight-gradient norms per layer;
 - `kernel_copy`: a probe for tests that need a model to stay in the student's kernel across calls.
 """
 
@@ -78,21 +77,6 @@ def affine_fit_residual(H: torch.Tensor, X: torch.Tensor, rtol: float = 1e-9) ->
     Hc = H - H.mean(dim=0)
     fit = A @ torch.linalg.lstsq(A, Hc).solution
     return float((Hc - fit).norm() / Hc.norm())
-
-
-def bn_gradient_growth(batch_size: int) -> float:
-    """Yang et al.'s lambda(B): the factor by which the squared weight-gradient norm grows per layer, going
-    backwards, in an infinitely wide Linear -> BatchNorm -> ReLU network at initialization (batch size B > 3).
-
-    lambda(B) = [(B - 1 + J1'(c)) / (1 - J1(c)) - 1] / (B - 3) with c = -1 / (B - 1), where
-    J1(c) = (sqrt(1 - c^2) + (pi - arccos c) c) / pi and J1'(c) = (pi - arccos c) / pi. Used by bn_chaos.
-    """
-    if batch_size <= 3:
-        raise ValueError(f"the formula needs a batch size above 3, got {batch_size}")
-    c = -1 / (batch_size - 1)
-    J1 = (math.sqrt(1 - c * c) + (math.pi - math.acos(c)) * c) / math.pi
-    J1_prime = (math.pi - math.acos(c)) / math.pi
-    return ((batch_size - 1 + J1_prime) / (1 - J1) - 1) / (batch_size - 3)
 
 
 @probe

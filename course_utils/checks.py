@@ -94,11 +94,6 @@ def check_unchanged(before: Array, after: Array, name: str, reason: str) -> None
         raise AssertionError(f"{name} changed, but it must not: {reason}")
 
 
-def conv_output_size_reference(n: int, kernel_size: int, padding: int = 0, stride: int = 1, dilation: int = 1) -> int:
-    """The side length that `torch.nn.Conv2d` produces: floor((n + 2p - d(k - 1) - 1) / s) + 1."""
-    return (n + 2 * padding - dilation * (kernel_size - 1) - 1) // stride + 1
-
-
 def check_int_tuple(value: Any, length: int | None, name: str) -> None:
     """Fail unless `value` is a tuple of ints (of `length` entries when given), as a docstring's "tuple of ints" asks.
 
@@ -112,6 +107,39 @@ def check_int_tuple(value: Any, length: int | None, name: str) -> None:
         raise AssertionError(f"{name} should be a tuple of ints, but in {value!r} " + "; ".join(wrong) + ".")
     if length is not None and len(value) != length:
         raise AssertionError(f"{name} should have {length} entries, but {value!r} has {len(value)}.")
+
+
+class SideTable:
+    """An output-size rule given as a table of the sides some layers produce: (n, kernel_size, padding, stride,
+    dilation) -> side. Tests pass it to a student's shape tracer in place of their output-size formula, so that a
+    slip in the formula costs only the formula's test. Used by conv_shapes."""
+
+    def __init__(self, sides: dict[tuple[int, int, int, int, int], int]):
+        self.sides = dict(sides)
+
+    @classmethod
+    def measure(cls, layers: Sequence[torch.nn.Module], input_shape: Sequence[int]) -> "SideTable":
+        """The sides every Conv2d and MaxPool2d of `layers` produces, per axis, when a zero batch of `input_shape`
+        runs through them in order."""
+        sides = {}
+        X = torch.zeros(*input_shape)
+        with torch.no_grad():
+            for layer in layers:
+                before = X.shape[-2:]
+                X = layer(X)
+                if isinstance(layer, (torch.nn.Conv2d, torch.nn.MaxPool2d)):
+                    settings = [v if isinstance(v, tuple) else (v, v)
+                                for v in (layer.kernel_size, layer.padding, layer.stride, layer.dilation)]
+                    for axis in (0, 1):
+                        sides[(int(before[axis]), *(int(v[axis]) for v in settings))] = int(X.shape[-2 + axis])
+        return cls(sides)
+
+    def __call__(self, n: int, kernel_size: int, padding: int = 0, stride: int = 1, dilation: int = 1) -> int:
+        key = (n, kernel_size, padding, stride, dilation)
+        if key not in self.sides:
+            raise KeyError(f"the output size was asked for n={n}, kernel_size={kernel_size}, padding={padding}, "
+                           f"stride={stride}, dilation={dilation}, which no layer of the stack has on that axis")
+        return self.sides[key]
 
 
 def refuse_forward(module: torch.nn.Module, inputs: Any) -> None:

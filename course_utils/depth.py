@@ -34,26 +34,20 @@ def preactivation_mean_squares(X: torch.Tensor, depth: int, width: int = 64, num
     return out
 
 
-def weight_grad_sq_norms(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Squared Frobenius norm of the gradient of the mean cross-entropy on (X, y) with respect to the weight of
-    every `nn.Linear` in `model`, input layer first and head last, in the model's current mode. Gradients
-    already stored in `.grad` are neither used nor changed. Used by mlp_depth_sweep."""
-    weights = [m.weight for m in model.modules() if isinstance(m, nn.Linear)]
-    grads = torch.autograd.grad(F.cross_entropy(model(X), y), weights)
-    return torch.stack([g.double().pow(2).sum() for g in grads])
-
-
 def init_grad_sq_norms(X: torch.Tensor, y: torch.Tensor, depth: int, batchnorm: bool = True, width: int = 64,
                        norm_position: NormPosition = "after_relu", batch_size: int = 32, num_nets: int = 5,
                        seed: int = 0) -> torch.Tensor:
-    """`weight_grad_sq_norms` at initialization, in training mode, on a random batch of `batch_size` examples,
-    for `num_nets` MLPs (seeds `seed`, `seed + 1`, ...): a (num_nets, depth + 1) tensor. Used by mlp_depth_sweep."""
+    """Squared Frobenius norm of the gradient of the mean cross-entropy with respect to every Linear weight (input
+    layer first, head last) at initialization, in training mode, on a random batch of `batch_size` examples, for
+    `num_nets` MLPs (seeds `seed`, `seed + 1`, ...): a (num_nets, depth + 1) float64 tensor. Used by mlp_depth_sweep."""
     rows = []
     for n in range(num_nets):
         torch.manual_seed(seed + n)
         model = mlp(X.shape[1], width, depth, 10, batchnorm, norm_position).to(X)
         idx = torch.randperm(len(X), generator=torch.Generator().manual_seed(seed + n))[:batch_size].to(X.device)
-        rows.append(weight_grad_sq_norms(model, X[idx], y[idx]))
+        weights = [m.weight for m in model.modules() if isinstance(m, nn.Linear)]
+        grads = torch.autograd.grad(F.cross_entropy(model(X[idx]), y[idx]), weights)
+        rows.append(torch.stack([g.double().pow(2).sum() for g in grads]))
     return torch.stack(rows)
 
 

@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .gradcheck import call_by_hand, rel_error
 from .testing import check_no_calls
@@ -36,18 +37,21 @@ TOL = {np.dtype(np.float64): 1e-7, np.dtype(np.float32): 1e-3}  # rel_error allo
 MATCH = {np.dtype(np.float64): 1e-6, np.dtype(np.float32): 1e-2}  # rel_error at which a planted slip "matches"
 FLOOR = {np.dtype(np.float64): 1e-7, np.dtype(np.float32): 1e-3}  # per entry: below it, differences count as
 # absolute ones (TOL * FLOOR), so that values that vanish, or nearly (a batch of one, a probability near 1), pass
-NUMPY_ONLY = {"torch": "this exercise is NumPy only: torch (and its autograd) may not do the work"}
+# The checks' own torch graphs (below) are no answer to call: an answer may not use the course's helpers at all.
+OWN_WORK = {"cu": "the course's helpers do not do this exercise: write it yourself",
+            "course_utils": "the course's helpers do not do this exercise: write it yourself"}
+NUMPY_ONLY = {"torch": "this exercise is NumPy only: torch (and its autograd) may not do the work", **OWN_WORK}
 
 
 # ---------------------------------------------------------------- references (torch, float64)
 
-def norm_reference(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, dout: np.ndarray | None = None,
+def _norm_graph(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, dout: np.ndarray | None = None,
                    axis: int = 0, eps: float = 1e-5) -> dict[str, Any]:
     """The forward graph of batch norm (`axis=0`) or layer norm (`axis=1`) in torch float64, node by node.
 
     Returns the output "out", every node of `CACHE_KEYS` as float64 arrays and, given an upstream gradient
     `dout`, the gradient of every node of `NODES` under the key "d<node>" (torch autograd, with `retain_grad`).
-    Builds the graph from its nodes rather than calling `F.batch_norm`, so it also covers a batch of one.
+    "out", "dx", "dgamma" and "dbeta" come from torch's own layer (`_fused`), the nodes from a graph of them.
     Used by bn_from_scratch.
     """
     xt, gt, bt = (torch.tensor(np.asarray(a, dtype=np.float64), requires_grad=True) for a in (x, gamma, beta))
@@ -64,35 +68,58 @@ def norm_reference(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, dout: np.
         if dout is not None:
             out.backward(torch.as_tensor(np.asarray(dout, dtype=np.float64)))
     ref = {name: t.detach().numpy().copy() for name, t in nodes.items()}
-    ref.update(out=out.detach().numpy().copy(), eps=float(eps))
+    ref["eps"] = float(eps)
     if dout is not None:
         ref.update({f"d{name}": t.grad.numpy().copy() for name, t in nodes.items()})
+    ref.update(_fused(x, gamma, beta, dout, axis, eps))
     return ref
 
 
-def reference_cache(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 1e-5, axis: int = 0) -> dict:
+def _torch_norm(x: torch.Tensor, gamma: torch.Tensor | None, beta: torch.Tensor | None, axis: int,
+                eps: float) -> torch.Tensor:
+    """torch's own layer: batch norm in training mode (`axis=0`, a batch of one allowed) or layer norm (`axis=1`)."""
+    if axis == 0:  # the ATen op, since F.batch_norm refuses a batch of one in training mode
+        return torch.batch_norm(x, gamma, beta, None, None, True, 0.0, eps, False)
+    return F.layer_norm(x, (x.shape[1],), gamma, beta, eps)
+
+
+def _fused(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, dout: np.ndarray | None, axis: int,
+           eps: float) -> dict[str, np.ndarray]:
+    """"out" and, given `dout`, "dx", "dgamma", "dbeta" from torch's fused layer and autograd, in float64."""
+    xt, gt, bt = (torch.tensor(np.asarray(a, dtype=np.float64), requires_grad=True) for a in (x, gamma, beta))
+    with torch.enable_grad():
+        out = _torch_norm(xt, gt, bt, axis, eps)
+        if dout is not None:
+            out.backward(torch.as_tensor(np.asarray(dout, dtype=np.float64)))
+    ref = {"out": out.detach().numpy().copy()}
+    if dout is not None:
+        ref.update(dx=xt.grad.numpy().copy(), dgamma=gt.grad.numpy().copy(), dbeta=bt.grad.numpy().copy())
+    return ref
+
+
+def _reference_cache(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 1e-5, axis: int = 0) -> dict:
     """The cache a correct forward pass returns (`CACHE_KEYS`), in the dtype of `x`. Used by bn_from_scratch."""
-    ref = norm_reference(x, gamma, beta, axis=axis, eps=eps)
+    ref = _norm_graph(x, gamma, beta, axis=axis, eps=eps)
     cache = {key: ref[key].astype(x.dtype) for key in CACHE_KEYS if key != "eps"}
     cache.update(x=x.copy(), gamma=gamma.copy(), beta=beta.copy(), eps=float(eps))
     return cache
 
 
-def bn_forward_reference(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 1e-5) -> tuple[np.ndarray, dict]:
+def _bn_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 1e-5) -> tuple[np.ndarray, dict]:
     """Batch norm in training mode with bn_from_scratch's contract, by torch: (out, cache) in the dtype of `x`.
 
     The tests hand it to a student's later functions in place of their own. Used by bn_from_scratch.
     """
-    ref = norm_reference(x, gamma, beta, axis=0, eps=eps)
-    return ref["out"].astype(x.dtype), reference_cache(x, gamma, beta, eps, axis=0)
+    ref = _norm_graph(x, gamma, beta, axis=0, eps=eps)
+    return ref["out"].astype(x.dtype), _reference_cache(x, gamma, beta, eps, axis=0)
 
 
-def bn_backward_reference(dout: np.ndarray, cache: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _bn_backward(dout: np.ndarray, cache: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(dx, dgamma, dbeta) of batch norm by torch autograd, from a cache of `CACHE_KEYS`, in the dtype of `dout`.
 
     Used by bn_from_scratch.
     """
-    ref = norm_reference(cache["x"], cache["gamma"], cache["beta"], dout, axis=0, eps=cache["eps"])
+    ref = _norm_graph(cache["x"], cache["gamma"], cache["beta"], dout, axis=0, eps=cache["eps"])
     return tuple(ref[k].astype(dout.dtype) for k in ("dx", "dgamma", "dbeta"))
 
 
@@ -177,14 +204,9 @@ def _unchanged(before: Any, after: Any, name: str, who: str) -> None:
 
 # ---------------------------------------------------------------- forward
 
-def _normalize(x: np.ndarray, axis: int, eps: float, ddof: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    sigma = np.sqrt(x.var(axis=axis, ddof=ddof, keepdims=True) + eps)
-    return (x - x.mean(axis=axis, keepdims=True)) / sigma, sigma
-
-
 def _forward_slips(case: dict[str, Any], axis: int) -> dict[str, list[tuple[str, np.ndarray]]]:
-    """Wrong outputs and caches that typical slips produce, recomputed on this case in float64."""
-    x, gamma, beta = (np.asarray(case[k], dtype=np.float64) for k in ("x", "gamma", "beta"))
+    """Wrong outputs and caches that typical slips produce, recomputed on this case with torch in float64."""
+    x, gamma, beta = (torch.from_numpy(np.asarray(case[k], dtype=np.float64)) for k in ("x", "gamma", "beta"))
     eps = case["eps"]
     layer, other = LAYER[axis], 1 - axis
     keep = axis == 1
@@ -198,25 +220,24 @@ def _forward_slips(case: dict[str, Any], axis: int) -> dict[str, list[tuple[str,
     }
     out = {"out": [], "var": [], "std": [], "x_hat": [], "mu": [], "xc": []}
     if n > 1 or axis == 1:
-        x_hat, _ = _normalize(x, other, eps)
-        out["out"].append((words["axis"], gamma * x_hat + beta))
-        out["mu"].append((words["axis"], x.mean(axis=other, keepdims=True)))
+        out["out"].append((words["axis"], _torch_norm(x, gamma, beta, other, eps)))
+        out["mu"].append((words["axis"], x.mean(dim=other, keepdim=True)))
+    xc = x - x.mean(dim=axis, keepdim=True)
     if n > 1:
-        x_hat, sigma = _normalize(x, axis, eps, ddof=1)
+        unbiased = torch.var(x, dim=axis, correction=1, keepdim=keep)
+        sigma = torch.sqrt(unbiased + eps)
+        x_hat = xc / sigma
         out["out"].append((words["ddof"], gamma * x_hat + beta))
-        out["var"].append((words["ddof"], x.var(axis=axis, ddof=1, keepdims=keep)))
-        out["std"].append((words["ddof"], sigma if keep else sigma[0]))
+        out["var"].append((words["ddof"], unbiased))
+        out["std"].append((words["ddof"], sigma))
         out["x_hat"].append((words["ddof"], x_hat))
-    std = x.std(axis=axis, keepdims=True)
-    xc = x - x.mean(axis=axis, keepdims=True)
-    if n > 1:
+        std = torch.std(x, dim=axis, correction=0, keepdim=keep)
         out["out"].append((words["eps_out"], gamma * xc / (std + eps) + beta))
         out["out"].append((words["no_eps"], gamma * xc / std + beta))
-        out["std"].append((words["eps_out"], (std + eps) if keep else (std + eps)[0]))
-        out["std"].append((words["no_eps"], std if keep else std[0]))
-    x_hat, _ = _normalize(x, axis, eps)
-    out["out"].append((words["swap"], beta * x_hat + gamma))
-    return out
+        out["std"].append((words["eps_out"], std + eps))
+        out["std"].append((words["no_eps"], std))
+    out["out"].append((words["swap"], beta * _torch_norm(x, None, None, axis, eps) + gamma))
+    return {node: [(why, wrong.numpy()) for why, wrong in slips] for node, slips in out.items()}
 
 
 def check_forward(forward: Callable, name: str, axis: int = 0, trials: int = 5, seed: int = 0,
@@ -250,7 +271,7 @@ def run_forward(forward: Callable, name: str, case: dict[str, Any], axis: int = 
     for arg, value in (("x", x), ("gamma", gamma), ("beta", beta)):
         _unchanged(case[arg], value, arg, name)
     out, cache = result
-    ref = norm_reference(case["x"], case["gamma"], case["beta"], axis=axis, eps=eps)
+    ref = _norm_graph(case["x"], case["gamma"], case["beta"], axis=axis, eps=eps)
     slips = _forward_slips(case, axis)
     dtype = case["x"].dtype
     check_array(out, ref["out"], dtype, f"{name}'s out", where, slips["out"])
@@ -307,8 +328,8 @@ def check_backward_nodes(backward_nodes: Callable, name: str, trials: int = 5, s
         dtype = np.dtype(dtypes[trial % len(dtypes)])
         n = 1 if batch_of_one and trial == 1 else (int(rng.integers(4, 17)) if dtype == np.float32 else None)
         case = draw_case(rng, 0, dtype, n=n)
-        cache = reference_cache(case["x"], case["gamma"], case["beta"], case["eps"])
-        ref = norm_reference(case["x"], case["gamma"], case["beta"], case["dout"], eps=case["eps"])
+        cache = _reference_cache(case["x"], case["gamma"], case["beta"], case["eps"])
+        ref = _norm_graph(case["x"], case["gamma"], case["beta"], case["dout"], eps=case["eps"])
         grads = _call_backward(backward_nodes, name, case, cache)
         where = describe(case)
         if not isinstance(grads, dict):
@@ -344,8 +365,8 @@ def check_backward(backward: Callable, name: str, axis: int = 0, trials: int = 5
         small = int(rng.integers(4, 17)) if dtype == np.float32 else None
         n = 1 if batch_of_one and trial == 1 else (small if axis == 0 else None)
         case = draw_case(rng, axis, dtype, n=n, d=small if axis == 1 else None)
-        cache = reference_cache(case["x"], case["gamma"], case["beta"], case["eps"], axis=axis)
-        ref = norm_reference(case["x"], case["gamma"], case["beta"], case["dout"], axis=axis, eps=case["eps"])
+        cache = _reference_cache(case["x"], case["gamma"], case["beta"], case["eps"], axis=axis)
+        ref = _norm_graph(case["x"], case["gamma"], case["beta"], case["dout"], axis=axis, eps=case["eps"])
         result = _call_backward(backward, name, case, cache)
         if not (isinstance(result, tuple) and len(result) == 3):
             raise AssertionError(f"{name} should return a tuple (dx, dgamma, dbeta), but it returned a "
@@ -367,20 +388,41 @@ def _call_backward(backward: Callable, name: str, case: dict[str, Any], cache: d
     return result
 
 
+def _dx_cut(case: dict[str, Any], axis: int, cut: tuple[str, ...]) -> np.ndarray:
+    """dx by torch autograd through the normalization's nodes with the paths through the nodes in `cut`
+    ("mu", "var") removed (detached): the gradient of a backward pass that forgets those paths."""
+    x = torch.tensor(np.asarray(case["x"], dtype=np.float64), requires_grad=True)
+    gamma, dout = (torch.from_numpy(np.asarray(case[k], dtype=np.float64)) for k in ("gamma", "dout"))
+    with torch.enable_grad():
+        mu = x.mean(dim=axis, keepdim=True)
+        xc = x - (mu.detach() if "mu" in cut else mu)
+        var = (xc * xc).mean(dim=axis, keepdim=True)
+        std = torch.sqrt((var.detach() if "var" in cut else var) + case["eps"])
+        (dx,) = torch.autograd.grad(gamma * xc / std, x, dout)
+    return dx.numpy()
+
+
+def _gamma_outside(case: dict[str, Any]) -> np.ndarray:
+    """Layer norm's dx with gamma taken out of the sums: gamma times the gradient that dout alone (not gamma * dout)
+    sends through the normalization, by torch autograd."""
+    x = torch.tensor(np.asarray(case["x"], dtype=np.float64), requires_grad=True)
+    gamma, dout = (torch.from_numpy(np.asarray(case[k], dtype=np.float64)) for k in ("gamma", "dout"))
+    with torch.enable_grad():
+        (dx,) = torch.autograd.grad(_torch_norm(x, None, None, 1, case["eps"]), x, dout)
+    return (gamma * dx).numpy()
+
+
 def _triple_slips(case: dict[str, Any], axis: int, ref: dict[str, np.ndarray]) -> dict[str, list[tuple[str, np.ndarray]]]:
-    x, gamma, dout = (np.asarray(case[k], dtype=np.float64) for k in ("x", "gamma", "dout"))
-    x_hat, sigma = ref["x_hat"], (ref["std"] if axis == 1 else ref["std"][None, :])
-    g = dout * gamma  # the gradient reaching x_hat
-    mean = lambda a: a.mean(axis=axis, keepdims=True)
+    x, dout = (np.asarray(case[k], dtype=np.float64) for k in ("x", "dout"))
     dx = [("it only keeps the direct path gamma * dout / std and forgets that x also reaches the output through the "
-           "mean and the variance", g / sigma),
+           "mean and the variance", _dx_cut(case, axis, ("mu", "var"))),
           ("it forgets the path through the variance (the term with x_hat times a sum of dout * x_hat)",
-           (g - mean(g)) / sigma),
-          ("it forgets the path through the mean (the term with a sum of dout)", (g - x_hat * mean(g * x_hat)) / sigma)]
+           _dx_cut(case, axis, ("var",))),
+          ("it forgets the path through the mean (the term with a sum of dout)", _dx_cut(case, axis, ("mu",)))]
     if axis == 1:
         dx.append(("gamma is taken out of the sums over the features, but in layer norm gamma varies along the axis "
                    "that is summed: the gradient reaching x_hat is gamma * dout, and both sums need it",
-                   gamma * (dout - mean(dout) - x_hat * mean(dout * x_hat)) / sigma))
+                   _gamma_outside(case)))
     return {
         "dx": dx,
         "dgamma": [("it sums dout * x; gamma multiplies x_hat, so dgamma sums dout * x_hat over the batch",
@@ -404,6 +446,7 @@ def check_running_stats(update: Callable, name: str, trials: int = 4, seed: int 
     float32 and float64: a tuple of two new arrays of shape (D,) and x's dtype, the old estimates and x unchanged.
     Used by bn_from_scratch.
     """
+    check_no_calls(update, OWN_WORK, name)
     rng = np.random.default_rng(seed)
     for trial in range(trials):
         dtype = np.dtype([np.float64, np.float32][trial % 2])
@@ -428,16 +471,18 @@ def check_running_stats(update: Callable, name: str, trials: int = 4, seed: int 
             layer.running_var.copy_(torch.from_numpy(var_prev))
             with torch.no_grad():
                 layer.train()(torch.from_numpy(x.astype(np.float64)))
-            xd = x.astype(np.float64)
+            xd, old_mean, old_var = (torch.from_numpy(a) for a in (x.astype(np.float64), mean_prev, var_prev))
+            batch_mean = xd.mean(dim=0)
+            biased, unbiased = (torch.var(xd, dim=0, correction=k) for k in (0, 1))
             where = (f"after batch {step + 1} of {len(sizes)} (sizes {sizes}, momentum {momentum:.3g}, "
                      f"D={d}, {dtype}{', momentum left to its default, which should be 0.1' if trial == 0 else ''})")
             mean_slips = [("the momentum weights are swapped: the new estimate is (1 - momentum) * old + momentum * "
-                           "batch", momentum * mean_prev + (1 - momentum) * xd.mean(axis=0))]
+                           "batch", (momentum * old_mean + (1 - momentum) * batch_mean).numpy())]
             var_slips = [("it feeds the biased batch variance into the running variance; torch feeds the unbiased one "
                           "(ddof=1), since it estimates the variance of the data",
-                          (1 - momentum) * var_prev + momentum * xd.var(axis=0)),
+                          ((1 - momentum) * old_var + momentum * biased).numpy()),
                          ("the momentum weights are swapped: the new estimate is (1 - momentum) * old + momentum * "
-                          "batch", momentum * var_prev + (1 - momentum) * xd.var(axis=0, ddof=1))]
+                          "batch", (momentum * old_var + (1 - momentum) * unbiased).numpy())]
             check_array(result[0], layer.running_mean.numpy(), dtype, f"{name}'s running_mean", where, mean_slips)
             check_array(result[1], layer.running_var.numpy(), dtype, f"{name}'s running_var", where, var_slips)
             running_mean, running_var = result[0].copy(), result[1].copy()
@@ -467,12 +512,12 @@ def check_forward_test(forward_test: Callable, name: str, trials: int = 4, seed:
                               ("running_var", "running_var")):
                 getattr(layer, attr).copy_(torch.from_numpy(args[key].astype(np.float64)))
             want = layer.eval()(torch.from_numpy(args["x"].astype(np.float64))).numpy()
-        a = {k: v.astype(np.float64) for k, v in args.items()}
+        a = {k: torch.from_numpy(v.astype(np.float64)) for k, v in args.items()}
         slips = [("it normalizes with the statistics of the batch it is given; in test mode batch norm uses the "
                   "running estimates, so a prediction does not depend on the rest of the batch",
-                  a["gamma"] * (a["x"] - a["x"].mean(0)) / np.sqrt(a["x"].var(0) + eps) + a["beta"]),
+                  _torch_norm(a["x"], a["gamma"], a["beta"], 0, eps).numpy()),
                  ("it divides by the running variance; divide by the running standard deviation, sqrt(running_var + eps)",
-                  a["gamma"] * (a["x"] - a["running_mean"]) / (a["running_var"] + eps) + a["beta"])]
+                  (a["gamma"] * (a["x"] - a["running_mean"]) / (a["running_var"] + eps) + a["beta"]).numpy())]
         where = f"for x of shape {(n, d)} ({dtype}{', a batch of one' if n == 1 else ''}), eps={eps:g}" + (
             " (eps left to its default, which should be 1e-5)" if trial == 0 else "")
         check_array(out, want, dtype, f"{name}'s output", where, slips)

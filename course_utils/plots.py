@@ -16,7 +16,7 @@ import torch
 from IPython.display import display
 from matplotlib.figure import Figure
 
-from .sweep import Diverged, Run, final_loss_grid, has_diverged, largest_stable_lr
+from .sweep import Diverged, Run, final_loss_grid, largest_stable_lr
 
 # Light fills for class regions and strong colours for the points, one pair per class.
 CLASS_FILLS = ["#c6dbef", "#fdd0a2", "#c7e9c0", "#dadaeb", "#fcbba1", "#d9d9d9"]
@@ -170,7 +170,7 @@ def scatter_grid(
     return fig, axes
 
 
-def sweep_heatmaps(runs: Sequence[Run], diverged: Diverged = has_diverged) -> tuple[plt.Figure, np.ndarray]:
+def sweep_heatmaps(runs: Sequence[Run], diverged: Diverged) -> tuple[plt.Figure, np.ndarray]:
     """Final training loss over depth x learning rate, one panel per setting; diverged cells crossed out.
 
     `diverged` tells from a loss curve whether a run diverged. Used by mlp_depth_sweep.
@@ -195,7 +195,7 @@ def sweep_heatmaps(runs: Sequence[Run], diverged: Diverged = has_diverged) -> tu
     return fig, axes[0]
 
 
-def stable_lr_vs_depth(runs: Sequence[Run], diverged: Diverged = has_diverged) -> tuple[plt.Figure, plt.Axes]:
+def stable_lr_vs_depth(runs: Sequence[Run], diverged: Diverged) -> tuple[plt.Figure, plt.Axes]:
     """The largest learning rate that still trains against depth, one line per setting. Used by mlp_depth_sweep."""
     best = largest_stable_lr(runs, diverged)
     fig, ax = plt.subplots(figsize=(6, 4))

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import random
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-import numpy as np
-import torch
+if TYPE_CHECKING:
+    import torch
 
 QUICK_ENV = "COURSE_QUICK"
 T = TypeVar("T")
@@ -15,6 +15,9 @@ T = TypeVar("T")
 
 def seed_everything(seed: int = 0) -> None:
     """Seed Python, NumPy and torch (CPU and CUDA) so a lab's numbers repeat run to run."""
+    import numpy as np  # imported here, so that `course --help` and the quick-run flag never load torch
+    import torch
+
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -22,6 +25,8 @@ def seed_everything(seed: int = 0) -> None:
 
 def get_device() -> torch.device:
     """The GPU when PyTorch sees one, else the CPU."""
+    import torch
+
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 

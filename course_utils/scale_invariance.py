@@ -45,14 +45,6 @@ def flat(params: Sequence[torch.Tensor]) -> torch.Tensor:
     return torch.cat([p.detach().reshape(-1).double() for p in params])
 
 
-def angle_between(a: torch.Tensor, b: torch.Tensor) -> float:
-    """The angle (radians) between two tensors seen as vectors, in float64; the reference of the lab's exercise."""
-    a, b = a.detach().reshape(-1).double(), b.detach().reshape(-1).double()
-    # atan2 of the sine and cosine parts stays accurate for tiny angles, where acos(cos) loses digits
-    cross = torch.linalg.vector_norm(a * b.norm() - b * (a @ b) / b.norm())
-    return math.atan2(cross.item(), (a @ b).item())
-
-
 @dataclass
 class Trace:
     """What `train_and_record` saw: one column per scale-invariant group, one row per step."""
@@ -85,11 +77,13 @@ def train_and_record(
     weight_decay: float = 0.0,
     batch_size: int = 32,
     seed: int = 0,
-    angle: Callable[[torch.Tensor, torch.Tensor], float] = angle_between,
+    *,
+    angle: Callable[[torch.Tensor, torch.Tensor], float],
     progress: bool = True,
 ) -> Trace:
     """Train `model` with torch.optim.SGD(lr, weight_decay) on shuffled batches of (X, y) for `num_steps` steps,
-    recording the norms, gradient norms and turning angles (measured with `angle`) of its scale-invariant groups."""
+    recording the norms, gradient norms and turning angles of its scale-invariant groups; `angle(w_before,
+    w_after)` is the lab's own measure of the angle a step turns a group by."""
     groups = scale_invariant_groups(model)
     if not groups:
         raise ValueError("the model has no layer followed by a normalization")
@@ -116,13 +110,6 @@ def train_and_record(
     sq_norms.append([float(flat(params).square().sum()) for _, params in groups])
     return Trace([name for name, _ in groups], lr, weight_decay, np.array(sq_norms), np.array(grad_sq_norms),
                  np.array(angles), np.array(losses))
-
-
-def equilibrium_angle(lr: float, weight_decay: float) -> float:
-    """The angle a scale-invariant weight turns by per SGD step once weight decay balances gradient growth:
-    tan(angle) = sqrt(2 lr wd - (lr wd)^2) / (1 - lr wd), about sqrt(2 lr wd)."""
-    shrink = lr * weight_decay
-    return math.atan2(math.sqrt(2 * shrink - shrink**2), 1 - shrink)
 
 
 def plot_traces(traces: dict[str, Trace], layer_names: dict[str, str] | None = None,

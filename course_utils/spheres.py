@@ -12,17 +12,6 @@ import torch
 RADII = (1.0, 1.3)  # class 0 lies on the inner sphere, class 1 on the outer one
 
 
-def sample_sphere(n: int, d: int, radius: float = 1.0, seed: int = 0, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """`n` points drawn uniformly on the sphere of `radius` in `d` dimensions, shape (n, d), of `dtype`.
-
-    A standard Gaussian vector has a rotation-invariant law, so dividing it by its length gives a
-    uniform direction. Draws from a private generator seeded with `seed`. Used by adversarial_spheres.
-    """
-    gen = torch.Generator().manual_seed(seed)
-    Z = torch.randn(n, d, generator=gen, dtype=dtype)
-    return radius * Z / Z.norm(dim=1, keepdim=True)
-
-
 def concentric_spheres(n: int, d: int, seed: int = 0, radii: tuple[float, float] = RADII) -> tuple[torch.Tensor, torch.Tensor]:
     """`n` shuffled points, half on each sphere of `radii`, with label 0 (inner) or 1 (outer).
 
@@ -30,7 +19,8 @@ def concentric_spheres(n: int, d: int, seed: int = 0, radii: tuple[float, float]
     """
     gen = torch.Generator().manual_seed(seed)
     y = torch.randperm(n, generator=gen) % 2
-    X = sample_sphere(n, d, 1.0, seed=seed + 1)
+    Z = torch.randn(n, d, generator=torch.Generator().manual_seed(seed + 1))
+    X = Z / Z.norm(dim=1, keepdim=True)  # a Gaussian vector's direction is uniform on the sphere
     return X * torch.tensor(radii)[y].unsqueeze(1), y
 
 
@@ -69,23 +59,6 @@ def _share_below(d: int, t: float) -> float:
     return float(np.interp(t, heights, cdf))
 
 
-def height_share(d: int, low: float, high: float) -> float:
-    """The share of the unit sphere in `d` >= 2 dimensions whose first coordinate lies in [low, high].
-
-    On the sphere, x1 = sin(a) where the latitude a has density proportional to cos(a)^(d - 2): in 3-D this
-    is Archimedes' uniform x1, in high dimension x1 * sqrt(d) is close to a standard Gaussian.
-    Used by adversarial_spheres.
-    """
-    if d < 2:
-        raise ValueError("height_share needs d >= 2")
-    return max(0.0, _share_below(d, high) - _share_below(d, low))
-
-
-def band_share(d: int, h: float) -> float:
-    """The share of the unit sphere in `d` dimensions within height `h` of an equator: |x1| <= h."""
-    return height_share(d, -h, h)
-
-
 def cap_height(d: int, share: float) -> float:
     """The height t of the cap {x1 >= t} that covers `share` of the unit sphere in `d` dimensions."""
     if not 0.0 < share < 1.0:
@@ -107,7 +80,7 @@ def robust_accuracy_bound(d: int, error_rate: float, eps: float) -> float:
     if error_rate >= 1.0:
         return 0.0
     angle = math.asin(cap_height(d, error_rate)) - 2 * math.asin(min(eps, 2.0) / 2)
-    return 1.0 - height_share(d, math.sin(max(angle, -math.pi / 2)), 1.0)
+    return _share_below(d, math.sin(max(angle, -math.pi / 2)))
 
 
 def meridian_coordinates(X: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from .models import mlp
-from .train import evaluate, fit
+from .train import fit
 
 
 @dataclass
@@ -45,11 +45,6 @@ Diverged = Callable[[Sequence[float]], bool]
 _EPS = 1e-5  # BatchNorm's epsilon, as in nn.BatchNorm1d
 
 
-def has_diverged(losses: Sequence[float]) -> bool:
-    """True when a loss curve ever becomes NaN or infinite, or ends above its starting loss."""
-    return any(not math.isfinite(loss) for loss in losses) or losses[-1] > losses[0]
-
-
 def epoch_seed(seed: int, epoch: int) -> int:
     """The seed of the minibatch order of one epoch of the run with seed `seed`."""
     return 10_000 * seed + epoch
@@ -73,6 +68,16 @@ def calibrate_batchnorm(model: nn.Module, X: torch.Tensor) -> None:
     model.train(was_training)
 
 
+@torch.no_grad()
+def _eval_mode_measure(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """The reference loop's eval-mode mean cross-entropy and accuracy; the model's mode is restored."""
+    was_training = model.training
+    model.eval()
+    logits = model(X)
+    model.train(was_training)
+    return F.cross_entropy(logits, y).item(), (logits.argmax(dim=1) == y).float().mean().item()
+
+
 def train_model(
     X: torch.Tensor,
     y: torch.Tensor,
@@ -91,15 +96,15 @@ def train_model(
     torch.manual_seed(seed)
     model = mlp(X.shape[1], width, depth, num_classes, batchnorm).to(X)
     calibrate_batchnorm(model, X)
-    loss, train_acc = evaluate(model, X, y)
+    loss, train_acc = _eval_mode_measure(model, X, y)
     losses = [loss]
     for epoch in range(num_epochs):
         fit(model, X, y, 1, lr, batch_size=batch_size, seed=epoch_seed(seed, epoch), progress=False)
-        loss, train_acc = evaluate(model, X, y)
+        loss, train_acc = _eval_mode_measure(model, X, y)
         losses.append(loss)
         if not math.isfinite(loss):
             break
-    test_acc = evaluate(model, X_test, y_test)[1] if X_test is not None else math.nan
+    test_acc = _eval_mode_measure(model, X_test, y_test)[1] if X_test is not None else math.nan
     return model, Run(depth, batchnorm, lr, seed, losses, train_acc, test_acc)
 
 
@@ -359,8 +364,9 @@ def sweep(
     return runs
 
 
-def largest_stable_lr(runs: Sequence[Run], diverged: Diverged = has_diverged) -> dict[tuple[bool, int], float]:
-    """For each (batchnorm, depth), the largest learning rate at which no seed diverged (NaN if none)."""
+def largest_stable_lr(runs: Sequence[Run], diverged: Diverged) -> dict[tuple[bool, int], float]:
+    """For each (batchnorm, depth), the largest learning rate at which no seed diverged by the lab's own
+    definition `diverged(losses)` (NaN if every rate diverged)."""
     unstable: dict[tuple[bool, int, float], bool] = {}
     for run in runs:
         key = (run.batchnorm, run.depth, run.lr)
@@ -374,7 +380,7 @@ def largest_stable_lr(runs: Sequence[Run], diverged: Diverged = has_diverged) ->
 
 
 def final_loss_grid(
-    runs: Sequence[Run], batchnorm: bool, diverged: Diverged = has_diverged
+    runs: Sequence[Run], batchnorm: bool, diverged: Diverged
 ) -> tuple[list[int], list[float], torch.Tensor, torch.Tensor]:
     """Depths, learning rates, the mean final loss over seeds (depth x lr) and where any seed diverged."""
     chosen = [r for r in runs if r.batchnorm == batchnorm]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import contextvars
+import copy
 import functools
 import inspect
 import os
@@ -72,6 +73,75 @@ def vjp(module: Callable, inputs: Iterable, upstream: Any) -> dict:
     out.backward(upstream)
     return {"output": out.detach(), "input_grads": [getattr(x, "grad", None) for x in inputs],
             "param_grads": {name: p.grad for name, p in params.items()}}
+
+
+@probe
+def inputs_changed(func: Callable, *args, **kwargs) -> tuple[Any, list[str]]:
+    """Call `func(*args, **kwargs)`; return its result and the names of the arguments it changed in place
+    ("x", "args[1]", a keyword's name), in the order given.
+
+    Each argument is deep-copied before the call and compared with its copy afterwards: tensors and arrays by
+    dtype, shape and values (NaN equal to NaN), lists, tuples and dicts item by item, a module by its parameters,
+    buffers and modes, an optimizer by its state. In the referee this runs in the student's kernel, on the
+    referee's own copies of the arguments, which the student's changes never reach: a test sees in-place
+    changes only through this probe.
+    """
+    given = [*args, *kwargs.values()]
+    before = []
+    for value in given:
+        try:
+            before.append(copy.deepcopy(value))
+        except Exception:  # a generator, a lock...: nothing to compare with
+            before.append(_UNCOPIED)
+    result = func(*args, **kwargs)
+    names = _argument_names(func, len(args)) + list(kwargs)
+    return result, [name for name, old, new in zip(names, before, given) if old is not _UNCOPIED and not _same(old, new)]
+
+
+_UNCOPIED = object()
+
+
+def _argument_names(func: Callable, count: int) -> list[str]:
+    """The names of `func`'s first `count` positional parameters ("args[i]" past them, or without a signature)."""
+    target = getattr(func, "forward", func)  # a module's parameters are its forward's
+    try:
+        params = [p for p in inspect.signature(target).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        params = []
+    return [params[i].name if i < len(params) else f"args[{i}]" for i in range(count)]
+
+
+def _same(old: Any, new: Any) -> bool:
+    """Whether `new` holds what `old` (a deep copy taken before the call) held."""
+    import numpy as np
+    import torch
+
+    if type(old) is not type(new):
+        return False
+    if isinstance(old, torch.Tensor):
+        if old.shape != new.shape or old.dtype != new.dtype:
+            return False
+        old, new = old.detach().cpu(), new.detach().cpu()
+        return bool(((old == new) | (old.isnan() & new.isnan())).all()) if old.is_floating_point() or \
+            old.is_complex() else torch.equal(old, new)
+    if isinstance(old, np.ndarray):
+        if old.shape != new.shape or old.dtype != new.dtype:
+            return False
+        return bool(np.array_equal(old, new, equal_nan=old.dtype.kind in "fc"))
+    if isinstance(old, (list, tuple)):
+        return len(old) == len(new) and all(_same(a, b) for a, b in zip(old, new))
+    if isinstance(old, dict):
+        return list(old) == list(new) and all(_same(old[k], new[k]) for k in old)
+    if isinstance(old, torch.nn.Module):
+        return _same(old.state_dict(), new.state_dict()) and \
+            [m.training for m in old.modules()] == [m.training for m in new.modules()]
+    if isinstance(old, torch.optim.Optimizer):
+        return _same(old.state_dict(), new.state_dict())
+    try:
+        return bool(old == new)
+    except Exception:  # an object that cannot say: not reported
+        return True
 
 
 @probe

@@ -300,7 +300,7 @@ for path in glob.glob(os.path.expanduser('~/.kernel/kernel-*')):
 
 HIJACKS_THE_AGENT = """
 import gc
-from course_utils.grading import agent
+from course_utils.kernel import agent
 for obj in gc.get_objects():
     if isinstance(obj, agent.Agent):
         obj.answer = lambda request, buffers: ({'id': request.get('id'), 'ok': True,
@@ -323,6 +323,78 @@ def add(a, b):
     for _ in tqdm(range(3)):
         pass
     return a + b
+"""
+
+
+# Issue #21, the kernel side: what a kernel sends back, what it hands the referee, what it may read. Each is
+# a class of attack: `{...}` fields are filled by the test (sizes, paths), so one payload covers the class.
+FLOODS_THE_GRADER = """
+from IPython.display import display
+blob = 'x' * {size}
+for _ in range({count}):
+    display({{'text/plain': blob}}, raw=True)
+print('flooded')
+"""
+
+CHATTERS = """
+from IPython.display import display
+for i in range({count}):
+    display({{'text/plain': str(i).rjust(100)}}, raw=True)
+print('chattered')
+"""
+
+ZEROES_ITS_INPUT = """
+import torch
+def normalize(X):
+    X.zero_()
+    return torch.zeros_like(X)
+"""
+
+LIES_ABOUT_ITS_CLASS = """
+import torch
+from course_utils.kernel import agent
+real = agent.Agent.handle
+def handle(self, obj):
+    node = real(self, obj)
+    if isinstance(obj, Claims):
+        node['mro'] = ['builtins.list', 'torch.Tensor', 'numpy.ndarray', 'builtins.object']
+    return node
+agent.Agent.handle = handle
+class Claims:
+    def __iter__(self):
+        return iter([torch.ones(2)])
+def make_list():
+    return Claims()
+"""
+
+SHIFTS_ITS_SHAPE = """
+import torch
+class Shifty:
+    passes = 0
+    def __iter__(self):
+        Shifty.passes += 1
+        return iter([torch.ones(2), torch.ones(2)] if Shifty.passes == 1 else ['other', 'values', 'now'])
+def make_batches():
+    return Shifty()
+"""
+
+READS_WHAT_IT_SHOULD_NOT = """
+import os, sys
+found = {{}}
+for path in {paths!r}:
+    try:
+        found[path] = open(path).read()[:100]
+    except OSError as err:
+        found[path] = type(err).__name__
+for name in ('course_utils.grading', 'course_utils.grading.referee', 'course_oracles'):
+    try:
+        __import__(name)
+        found[name] = 'imported'
+    except Exception as err:
+        found[name] = type(err).__name__
+found['in memory'] = sorted(m for m in sys.modules if m.startswith(('course_utils.grading', 'course_oracles')))
+found['grading folder'] = sorted(os.listdir(os.path.join(os.path.dirname(__import__('course_utils').__file__), 'grading')))
+print(repr(found))
 """
 
 

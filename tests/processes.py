@@ -40,7 +40,7 @@ def descendants(root: int | None = None) -> list[tuple[int, str]]:
 
 def grading_processes(root: int | None = None) -> list[str]:
     """Descendants that belong to grading: zygotes, sandboxes (bwrap) and what runs in them."""
-    marks = ("course_utils.grading", "bwrap", "sleep infinity", "ipykernel", "sleep 4242")
+    marks = ("course_utils.grading", "course_utils.kernel", "bwrap", "sleep infinity", "ipykernel", "sleep 4242")
     return [f"{pid} {cmd[:120]}" for pid, cmd in descendants(root) if any(m in cmd for m in marks)]
 
 

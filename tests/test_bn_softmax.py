@@ -25,12 +25,20 @@ def softmax_ce(logits, y, slip=None):
             return -np.log(probs[rows, y]).mean(), (probs - np.eye(logits.shape[1], dtype=logits.dtype)[y]) / len(y)
         log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     loss = -log_probs[rows, y].mean()
+    if slip == "over_batch":
+        columns = np.exp(logits - logits.max(axis=0, keepdims=True))
+        columns /= columns.sum(axis=0, keepdims=True)
+        return loss, (columns - np.eye(logits.shape[1], dtype=logits.dtype)[y]) / len(y)
     if slip == "float64_onehot":
         return loss, (np.exp(log_probs) - np.eye(logits.shape[1])[y]) / len(y)
     dlogits = np.exp(log_probs)
     dlogits[rows, y] -= 1
     if slip == "sum":
         return loss * len(y), dlogits
+    if slip == "summed_loss":
+        return loss * len(y), dlogits / len(y)
+    if slip == "sign":
+        return loss, -dlogits / len(y)
     return loss, dlogits / len(y)
 
 
@@ -62,7 +70,7 @@ def loss_and_grads(params, X, y, layers, slip=None):
 
 
 def numpy_layers():
-    return {**bs.reference_layers(), "bn_forward": bn_forward, "bn_backward": bn_backward,
+    return {**bs._reference_layers(), "bn_forward": bn_forward, "bn_backward": bn_backward,
             "softmax_cross_entropy": softmax_ce}
 
 
@@ -75,7 +83,7 @@ def test_clusters_are_balanced_and_reproducible():
 def test_references_agree_with_numpy_and_torch():
     rng = np.random.default_rng(0)
     logits, y = rng.normal(size=(7, 3)), rng.integers(0, 3, size=7)
-    loss, d = bs.softmax_cross_entropy_reference(logits, y)
+    loss, d = bs._softmax_cross_entropy(logits, y)
     want_loss, want_d = softmax_ce(logits, y)
     assert loss == pytest.approx(want_loss, rel=1e-12) and np.allclose(d, want_d, atol=1e-15)
     mean, var, x = rng.normal(size=3), rng.uniform(1, 2, size=3), rng.normal(size=(5, 3))
@@ -83,7 +91,7 @@ def test_references_agree_with_numpy_and_torch():
     layer.running_mean.copy_(torch.from_numpy(mean))
     layer.running_var.copy_(torch.from_numpy(var))
     layer.train()(torch.from_numpy(x))
-    got = bs.update_running_stats_reference(mean, var, x, 0.2)
+    got = bs._update_running_stats(mean, var, x, 0.2)
     np.testing.assert_allclose(got[0], layer.running_mean.numpy(), rtol=1e-12)
     np.testing.assert_allclose(got[1], layer.running_var.numpy(), rtol=1e-12)
     gamma, beta = rng.normal(size=3), rng.normal(size=3)
@@ -91,9 +99,9 @@ def test_references_agree_with_numpy_and_torch():
         layer.weight.copy_(torch.from_numpy(gamma))
         layer.bias.copy_(torch.from_numpy(beta))
         want = layer.eval()(torch.from_numpy(x)).numpy()
-    got = bs.bn_forward_test_reference(x, gamma, beta, layer.running_mean.numpy(), layer.running_var.numpy())
+    got = bs._bn_forward_test(x, gamma, beta, layer.running_mean.numpy(), layer.running_var.numpy())
     np.testing.assert_allclose(got, want, rtol=1e-12)
-    assert bs.bn_forward_test_reference(x.astype(np.float32), gamma, beta, mean, var).dtype == np.float32
+    assert bs._bn_forward_test(x.astype(np.float32), gamma, beta, mean, var).dtype == np.float32
 
 
 def test_reference_loss_and_grads_match_finite_differences():
@@ -101,10 +109,10 @@ def test_reference_loss_and_grads_match_finite_differences():
     X, y = rng.normal(size=(9, 3)), rng.integers(0, 4, size=9)
     params = bs.init_params(3, 4, seed=2)
     params["gamma"] = rng.uniform(0.5, 2, size=4)
-    loss, grads = bs.loss_and_grads_reference(params, X, y)
+    loss, grads = bs._loss_and_grads(params, X, y)
     assert loss == pytest.approx(loss_and_grads(params, X, y, numpy_layers())[0], rel=1e-12)
     for key in bs.PARAMS:
-        num = gc.numerical_gradient(lambda v: bs.loss_and_grads_reference({**params, key: v}, X, y)[0], params[key])
+        num = gc.numerical_gradient(lambda v: bs._loss_and_grads({**params, key: v}, X, y)[0], params[key])
         assert gc.rel_error(grads[key], num) < 1e-7, key
 
 
@@ -112,9 +120,9 @@ def test_replica_nodes_match_the_hand_derivation_and_the_planted_bug_spreads_as_
     rng = np.random.default_rng(3)
     X, y = rng.normal(size=(12, 2)), rng.integers(0, 4, size=12)
     params = {"W": rng.normal(size=(2, 4)), "gamma": rng.uniform(0.5, 2, size=4), "beta": rng.normal(size=4)}
-    grads, buggy = bs.replica_grads(X, y, params), bs.replica_grads(X, y, params, sqrt_slip=True)
+    grads, buggy = bs._replica_grads(X, y, params), bs._replica_grads(X, y, params, sqrt_slip=True)
     logits = X @ params["W"]
-    ref = nc.norm_reference(logits, params["gamma"], params["beta"], grads["Z"])
+    ref = nc._norm_graph(logits, params["gamma"], params["beta"], grads["Z"])
     for node, key in [("x_hat", "dx_hat"), ("std", "dstd"), ("var", "dvar"), ("xc", "dxc"), ("mu", "dmu"),
                       ("logits", "dx"), ("gamma", "dgamma"), ("beta", "dbeta")]:
         np.testing.assert_allclose(grads[node], ref[key], rtol=1e-9, atol=1e-14, err_msg=node)
@@ -127,10 +135,10 @@ def test_training_with_the_reference_or_numpy_layers_separates_the_clusters():
     X, y = bs.make_clusters()
     params, history = bs.train(X, y, loss_and_grads, numpy_layers(), num_epochs=10, progress=False)
     assert history[-1][1] == 1.0 and history[-1][0] < history[0][0]
-    ref, _ = bs.train(X, y, bs.loss_and_grads_reference, bs.reference_layers(), num_epochs=10, progress=False)
+    ref, _ = bs.train(X, y, bs._loss_and_grads, bs._reference_layers(), num_epochs=10, progress=False)
     for key in bs.PARAMS:
         np.testing.assert_allclose(params[key], ref[key], rtol=1e-8, atol=1e-10)
-    assert (bs.predict(params, X[:1], bs.bn_forward_test_reference) == bs.predict(params, X, bs.bn_forward_test_reference)[:1]).all()
+    assert (bs.predict(params, X[:1], bs._bn_forward_test) == bs.predict(params, X, bs._bn_forward_test)[:1]).all()
 
 
 def test_softmax_check_accepts_a_correct_answer():
@@ -143,6 +151,9 @@ def test_softmax_check_accepts_a_correct_answer():
     ("in_place", "changed logits in place"),
     ("float64_onehot", "dtype float64 but should have dtype float32"),
     ("sum", "factor 1/N"),
+    ("summed_loss", "sums the loss over the batch; the loss is the mean"),
+    ("over_batch", r"takes the softmax over the batch \(axis=0\)"),
+    ("sign", "the sign is flipped"),
 ])
 def test_softmax_slips_are_named(slip, words):
     with pytest.raises(AssertionError, match=words) as err:

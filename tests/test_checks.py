@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+from course_oracles import checks as reference
 from course_utils import checks
 
 
@@ -63,12 +64,12 @@ def test_conv_output_size_reference_matches_torch(seed):
         if n + 2 * p < d * (k - 1) + 1:
             continue
         layer = nn.Conv2d(1, 1, k, padding=p, stride=s, dilation=d)
-        assert checks.conv_output_size_reference(n, k, p, s, d) == layer(torch.zeros(1, 1, n, n)).shape[-1]
+        assert reference.conv_output_size_reference(n, k, p, s, d) == layer(torch.zeros(1, 1, n, n)).shape[-1]
 
 
 def _answers(formula, cases):
     """((n, k, p, s, d), got, want) triples: a student's `formula` against the reference on `cases`."""
-    return [(case, formula(*case), checks.conv_output_size_reference(*case)) for case in cases]
+    return [(case, formula(*case), reference.conv_output_size_reference(*case)) for case in cases]
 
 
 def _random_cases(seed, count=60):
@@ -84,7 +85,7 @@ def _random_cases(seed, count=60):
 
 def test_explain_conv_size_is_silent_on_right_answers():
     """Does a right set of answers give no message at all?"""
-    assert checks.explain_conv_size(_answers(checks.conv_output_size_reference, _random_cases(0))) == ""
+    assert checks.explain_conv_size(_answers(reference.conv_output_size_reference, _random_cases(0))) == ""
 
 
 @pytest.mark.parametrize("slip, formula", checks._CONV_SIZE_SLIPS, ids=[s for s, _ in checks._CONV_SIZE_SLIPS])
@@ -107,7 +108,7 @@ def test_explain_conv_size_names_no_slip_on_a_coincidence():
     """Is a slip that matches one wrong answer by chance, but not the others, left unnamed?"""
     # 191 is what the missing + 1 gives for this input, but the student's other answers are not.
     answers = [((574, 5, 3, 3, 1), 191, 192)] + [
-        (case, checks.conv_output_size_reference(*case) + 2, checks.conv_output_size_reference(*case))
+        (case, reference.conv_output_size_reference(*case) + 2, reference.conv_output_size_reference(*case))
         for case in _random_cases(2, 10)]
     message = checks.explain_conv_size(answers)
     assert "Likely cause" not in message and "Check each term" in message
@@ -152,3 +153,16 @@ def test_refuse_forward_stops_a_hooked_layer():
     layer.register_forward_pre_hook(checks.refuse_forward)
     with pytest.raises(RuntimeError, match="the layer ReLU\\(\\) was run"):
         layer(torch.zeros(1))
+
+
+def test_does_side_table_measure_each_axis_of_every_conv_and_pooling_layer():
+    """Does SideTable.measure record what the layers give per axis, and refuse sides it was not given?"""
+    layers = [nn.Conv2d(1, 2, (3, 5), padding=(1, 0), stride=(2, 1), dilation=(1, 2)), nn.ReLU(),
+              nn.MaxPool2d(2, dilation=(1, 2))]
+    table = checks.SideTable.measure(layers, (1, 1, 20, 31))
+    want = {(20, 3, 1, 2, 1): 10, (31, 5, 0, 1, 2): 23, (10, 2, 0, 2, 1): 5, (23, 2, 0, 2, 2): 11}
+    assert table.sides == want
+    for (n, k, p, s, d), side in want.items():
+        assert table(n, k, p, s, d) == side == reference.conv_output_size_reference(n, k, p, s, d)
+    with pytest.raises(KeyError, match="n=7"):
+        table(7, 3)

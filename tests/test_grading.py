@@ -17,8 +17,8 @@ import pytest
 from nbgrader.api import Gradebook
 
 from course_utils.grading.classroom import grade_lab
-from course_utils.grading.feedback import failure_page
 from course_utils.grading.jobs import Limits
+from course_utils.grading.results import Status
 from grading_fixtures import HIDDEN_MARKER, LAB, LEAK_MARKER, SECRET_ENV, SECRET_VALUE, make_course, submissions, submit
 from processes import adopt_orphans, wait_for_none
 
@@ -26,18 +26,17 @@ LIMITS = Limits(cell_s=20, submission_s=120, memory_mb=2048)  # --memory 2048: h
 POINTS = {  # every submission that is graded, with its autograded points out of 3
     "good": 3, "wrong": 1, "untouched": 0, "written_answer_with_script": 3, "honest_alternative": 3,
     "noisy_but_right": 3, "endless_cell": 3, "endless_kernel": 0, "kernel_dies": 0, "huge_output": 3,
-    "floods_memory": 3, "huge_allocation": 3, "fork_bomb": 3, "reads_secrets": 3, "attacks_others": 0,
+    "floods_memory": 3, "huge_allocation": 3, "fork_bomb": 3, "reads_secrets": 3, "attacks_others": 3,
     "looks_for_leaks": 3, "forges_grades": 1, "leaves_a_daemon": 3, "stops_the_grader": 3, "native_code": 3,
     "crashes_itself": 3, "network": 3, "eq_always_true": 1, "array_subclasses": 1, "reads_the_test": 1,
     "patches_the_referees_tools": 1, "hijacks_the_agent": 0, "redirects_the_grader": 3, "shows_scripts": 3, "tampered_tests": 1,
     "reordered": 3,
 }
-NOT_GRADED = {"not_json": "not a valid notebook", "not_a_notebook": "not a valid notebook"}
+NOT_GRADED = {"not_json": Status.NOT_A_NOTEBOOK, "not_a_notebook": Status.NOT_A_NOTEBOOK}
 NOTES = {  # the note that says what happened, for submissions that hit a limit or lost their kernel
     "endless_cell": "cell time limit", "endless_kernel": "did not stop when interrupted",
     "kernel_dies": "exited with status 1", "huge_output": "output truncated", "floods_memory": "memory limit",
     "stops_the_grader": "did not stop when interrupted", "crashes_itself": "killed by signal 11",
-    "attacks_others": "killed by signal 9",
 }
 
 
@@ -73,6 +72,11 @@ def graded(tmp_path_factory):
     return course, {o.student: o for o in outcomes}, received
 
 
+def _messages(outcome) -> dict[str, str]:
+    """grade_id -> why the test failed, for the tests a submission lost."""
+    return {t.grade_id: t.message for t in outcome.tests if t.autograded and not t.passed}
+
+
 def _printed(course, student: str) -> str:
     nb = nbformat.read(course.autograded_notebook(LAB, student), as_version=4)
     return "".join(str(o.get("text", "")) for c in nb.cells for o in c.get("outputs", []))
@@ -88,8 +92,8 @@ def test_each_submission_earns_exactly_its_points(graded, student):
     """Honest answers keep every point; an attack earns nothing beyond what the student's answers earn."""
     course, outcomes, _ = graded
     outcome = outcomes[student]
-    assert outcome.failure is None, outcome.failure
-    assert outcome.result.auto_score == POINTS[student], (outcome.result.messages, outcome.notes)
+    assert outcome.status is Status.GRADED, outcome.failure
+    assert outcome.auto_score == POINTS[student], (_messages(outcome), outcome.notes)
     with Gradebook(course.coursedir.db_url, course.coursedir.course_id) as gb:
         assert gb.find_submission_notebook(LAB, LAB, student).score == POINTS[student]
     assert course.autograded_notebook(LAB, student).is_file()
@@ -99,32 +103,28 @@ def test_each_submission_earns_exactly_its_points(graded, student):
 def test_broken_submissions_fail_alone_with_a_reason(graded, student):
     course, outcomes, _ = graded
     outcome = outcomes[student]
-    assert outcome.failure and outcome.failure.startswith(NOT_GRADED[student]), outcome.failure
+    assert outcome.status is NOT_GRADED[student], outcome.failure
     feedback = (course.root / "feedback" / student / LAB / f"{LAB}.html").read_text()
-    assert NOT_GRADED[student] in feedback
-
-
-def test_a_failure_of_the_grading_machine_is_not_blamed_on_the_student():
-    page = failure_page("ann", LAB, "kernel did not start: the grading kernel did not answer within 120 s of starting")
-    assert "a problem of the grading machine, not of your notebook" in page and "Fix the problem" not in page
-    page = failure_page("ann", LAB, "not a valid notebook: Expecting value: line 1 column 1 (char 0)")
-    assert "Fix the problem and submit again" in page and "grading machine" not in page
+    assert NOT_GRADED[student].value in feedback
+    with Gradebook(course.coursedir.db_url, course.coursedir.course_id) as gb:
+        assert student not in {s.student.id for s in gb.find_assignment(LAB).submissions}  # no grade, not a 0
 
 
 @pytest.mark.parametrize("student", sorted(NOTES))
 def test_what_stopped_a_notebook_is_said_in_its_feedback_and_the_summary(graded, student):
     course, outcomes, _ = graded
-    assert any(NOTES[student] in n for n in outcomes[student].notes), outcomes[student].notes
+    assert any(NOTES[student] in str(n) for n in outcomes[student].notes), outcomes[student].notes
     feedback = (course.root / "feedback" / student / LAB / f"{LAB}.html").read_text()
     assert NOTES[student] in feedback
 
 
 def test_a_failed_test_says_why(graded):
     _, outcomes, _ = graded
-    assert outcomes["wrong"].result.messages == {"test_add": "add(1, 2) should be 3"}
-    assert outcomes["untouched"].result.messages["test_double"] == "your code raised NotImplementedError"
-    assert "cannot read" in outcomes["hijacks_the_agent"].result.messages["test_add"]
-    assert "not run" in outcomes["kernel_dies"].result.messages["test_add"]
+    assert _messages(outcomes["wrong"]) == {"test_add": "add(1, 2) should be 3"}
+    assert _messages(outcomes["untouched"])["test_double"] == "your code raised NotImplementedError"
+    assert "cannot read" in _messages(outcomes["hijacks_the_agent"])["test_add"]
+    assert "not run" in _messages(outcomes["kernel_dies"])["test_add"]
+    assert not next(t for t in outcomes["kernel_dies"].tests if t.grade_id == "test_add").ran
 
 
 def test_nothing_of_the_course_or_the_instructor_is_readable_from_a_kernel(graded):
@@ -142,7 +142,7 @@ def test_students_cannot_reach_each_other(graded):
     course, outcomes, _ = graded
     assert "connection files: 1 grader folders: []" in _printed(course, "attacks_others")  # its own only
     assert LEAK_MARKER not in _printed(course, "looks_for_leaks")
-    assert outcomes["good"].result.auto_score == 3
+    assert outcomes["good"].auto_score == 3
 
 
 def test_limits_hold_and_nothing_is_left_behind(graded):
@@ -186,13 +186,15 @@ def test_an_honest_students_feedback_does_not_depend_on_the_class(graded, tmp_pa
     assert page(alone) == page(course)
 
 
-def test_summary_counts_notes_by_reason_and_tests_by_share(graded):
+def test_summary_counts_statuses_and_what_happened_and_tests_by_share(graded):
     course, outcomes, _ = graded
     summary = (course.root / "grading" / LAB / "summary.md").read_text()
     assert f"{len(POINTS)} of {len(outcomes)} students graded" in summary
-    assert "| not a valid notebook | 2 |" in summary
-    failed_add = sum(1 for o in outcomes.values() if o.failure or "test_add" in o.result.lost())
-    assert f"| test_add | {failed_add / len(outcomes):.0%} |" in summary
+    assert "| not a notebook | 2 |" in summary
+    assert "| cell time limit |" in summary and "| kernel died |" in summary and "| memory limit |" in summary
+    graded_ = [o for o in outcomes.values() if o.status is Status.GRADED]
+    failed_add = sum(1 for o in graded_ if "test_add" in o.lost())
+    assert f"| test_add | {failed_add / len(graded_):.0%} |" in summary
     assert (course.root / "grading" / LAB / "failed_tests.png").stat().st_size > 1000
 
 
@@ -201,7 +203,8 @@ def test_rerun_grades_only_what_changed_and_keeps_earlier_grades(graded):
     state = course.root / "grading" / LAB / "state"
     (state / "wrong.json").unlink()  # as if the run had been interrupted before `wrong` was recorded
     good = json.loads((state / "good.json").read_text())  # as if the machine had failed `good`'s kernel
-    (state / "good.json").write_text(json.dumps({**good, "failure": "kernel did not start: a busy machine"}))
+    good["outcome"].update(tests=[], failure={"kind": "KERNEL_START", "detail": "a busy machine"})
+    (state / "good.json").write_text(json.dumps(good))
     untouched = course.root / "submitted" / "untouched" / LAB / f"{LAB}.ipynb"
     fixed = nbformat.read(untouched, as_version=4)
     for cell in fixed.cells:
@@ -210,8 +213,8 @@ def test_rerun_grades_only_what_changed_and_keeps_earlier_grades(graded):
     nbformat.write(fixed, untouched)
     after = {o.student: o for o in grade_lab(course, LAB, workers=2, limits=LIMITS, progress=False)}
     assert {s for s, o in after.items() if not o.reused} == {"wrong", "untouched", "good"}
-    assert after["untouched"].result.auto_score == 1 and after["wrong"].result.auto_score == 1
-    assert after["good"].result.auto_score == 3 and json.loads((state / "good.json").read_text())["failure"] is None
+    assert after["untouched"].auto_score == 1 and after["wrong"].auto_score == 1
+    assert after["good"].auto_score == 3 and json.loads((state / "good.json").read_text())["outcome"]["failure"] is None
 
 
 def test_late_submissions_lose_what_the_late_policy_says_and_a_new_due_date_needs_no_regrading(tmp_path):

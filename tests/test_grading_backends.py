@@ -77,11 +77,11 @@ def test_grading_fans_out_over_a_running_dask_cluster(tmp_path, dask_scheduler):
     submit(course, {s: files[s] for s in STUDENTS})
     for _ in range(2):  # a cluster reused across runs keeps one zygote per worker process
         outcomes = grade_lab(course, LAB, scheduler=address, limits=LIMITS, force=True, progress=False)
-        assert {o.student: o.result.auto_score for o in outcomes} == STUDENTS
-        assert any("exited with status 1" in n for n in next(o for o in outcomes if o.student == "kernel_dies").notes)
+        assert {o.student: o.auto_score for o in outcomes} == STUDENTS
+        assert any("exited with status 1" in str(n) for n in next(o for o in outcomes if o.student == "kernel_dies").notes)
         used = {json.loads(p.read_text())["worker"] for p in (course.root / "grading" / LAB / "state").glob("*.json")}
         assert used == workers  # both worker processes graded
-        zygotes = [p for p in grading_processes() if "grading.zygote" in p and "--kernel" not in p]
+        zygotes = [p for p in grading_processes() if "kernel.zygote" in p and "--kernel" not in p]
         assert len(zygotes) == 2, zygotes
 
 
@@ -139,7 +139,7 @@ def test_grades_land_in_a_postgresql_gradebook(tmp_path, postgres_url):
     files = submissions(course)
     submit(course, {s: files[s] for s in STUDENTS})
     outcomes = grade_lab(course, LAB, workers=2, limits=LIMITS, progress=False)
-    assert {o.student: o.result.auto_score for o in outcomes} == STUDENTS
+    assert {o.student: o.auto_score for o in outcomes} == STUDENTS
     with Gradebook(postgres_url, course.coursedir.course_id) as gb:
         assert {s: gb.find_submission_notebook(LAB, LAB, s).score for s in STUDENTS} == STUDENTS
     assert not (course.root / "gradebook.db").exists()  # nothing went to a SQLite file instead

@@ -9,7 +9,11 @@ import textwrap
 import nbformat
 
 from course_utils.grading.cli import main
-from course_utils.grading.mutants import MutationReport, cell_mutants, graded_slice, unknown_equivalents
+from course_utils.grading.classroom import bundle_from, kernel_env
+from course_utils.grading.jobs import GradeJob, Limits
+from course_utils.grading.mutants import (MutantBatch, MutationReport, cell_mutants, graded_slice, run_batch,
+                                         unknown_equivalents)
+from course_utils.grading.pool import close_local_resources
 from grading_fixtures import LAB, make_course
 from notebook_cells import cell
 
@@ -82,3 +86,17 @@ def test_an_equivalence_naming_two_mutants_at_once_is_refused():
         "equivalent_mutants.json names 3 mutants at once: f: 0 -> 1 (write the solution so that each change is "
         "told apart, e.g. with a name for one of the values)"]
     assert unknown_equivalents(report, mutants[:1]) == []
+
+
+def test_a_batch_tells_the_mutants_its_tests_catch_from_those_they_miss(tmp_path):
+    """One kernel, three versions of `add`: the solution and an equivalent pass, a wrong one is killed."""
+    course = make_course(tmp_path / "course")
+    source = nbformat.read(course.source_notebook(LAB), as_version=4)
+    bundle = bundle_from(LAB, source, course.release_notebook(LAB).read_text())
+    job = GradeJob(lab=LAB, student="mutants", submission=nbformat.writes(source).encode(), release=bundle.release,
+                   tests=bundle.tests, aliases=bundle.aliases, limits=Limits(cell_s=30), env=kernel_env())
+    versions = [f"def add(a, b):\n    return {body}" for body in ("a + b", "b + a", "a - b")]
+    try:
+        assert run_batch(MutantBatch(job, "add", versions)) == [False, False, True]
+    finally:
+        close_local_resources()

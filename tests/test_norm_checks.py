@@ -59,6 +59,10 @@ def compact_backward(dout, cache, axis=0, slip=None):
         dx = gamma * (n * dout - dout.sum(axis, keepdims=True) - x_hat * (dout * x_hat).sum(axis, keepdims=True)) / (n * std)
     elif slip == "no_var":
         dx = (n * g - g.sum(axis, keepdims=True)) / (n * std)
+    elif slip == "no_mean":
+        dx = (n * g - x_hat * (g * x_hat).sum(axis, keepdims=True)) / (n * std)
+    elif slip == "direct_only":
+        dx = g / std
     else:
         dx = (n * g - g.sum(axis, keepdims=True) - x_hat * (g * x_hat).sum(axis, keepdims=True)) / (n * std)
     result = (dx, (dout * x_hat).sum(0), dout.sum(0))
@@ -69,7 +73,7 @@ def test_reference_matches_finite_differences():
     rng = np.random.default_rng(0)
     for axis in (0, 1):
         x, gamma, beta, dout = rng.normal(size=(6, 5)), rng.normal(size=5), rng.normal(size=5), rng.normal(size=(6, 5))
-        ref = nc.norm_reference(x, gamma, beta, dout, axis=axis, eps=1e-3)
+        ref = nc._norm_graph(x, gamma, beta, dout, axis=axis, eps=1e-3)
         forward = make_forward(axis)
         np.testing.assert_allclose(ref["out"], forward(x, gamma, beta, 1e-3)[0], rtol=1e-12)
         grads = {
@@ -85,19 +89,19 @@ def test_reference_node_gradients_match_a_hand_derivation_and_a_batch_of_one():
     rng = np.random.default_rng(1)
     for n in (1, 2, 7):
         x, gamma, beta, dout = rng.normal(size=(n, 3)), rng.normal(size=3), rng.normal(size=3), rng.normal(size=(n, 3))
-        ref = nc.norm_reference(x, gamma, beta, dout)
+        ref = nc._norm_graph(x, gamma, beta, dout)
         mine = nodes_backward(dout, make_forward()(x, gamma, beta)[1])
         for node in nc.NODES:
             np.testing.assert_allclose(ref[f"d{node}"], mine[node], rtol=1e-9, atol=1e-12, err_msg=f"{n} {node}")
-    np.testing.assert_allclose(nc.norm_reference(np.ones((1, 2)), np.ones(2), np.arange(2.0))["out"], [[0.0, 1.0]])
+    np.testing.assert_allclose(nc._norm_graph(np.ones((1, 2)), np.ones(2), np.arange(2.0))["out"], [[0.0, 1.0]])
 
 
 def test_reference_cache_keeps_dtype_and_every_node():
     x = np.random.default_rng(2).normal(size=(4, 3)).astype(np.float32)
-    cache = nc.reference_cache(x, np.ones(3, np.float32), np.zeros(3, np.float32), 1e-3)
+    cache = nc._reference_cache(x, np.ones(3, np.float32), np.zeros(3, np.float32), 1e-3)
     assert set(cache) == set(nc.CACHE_KEYS)
     assert all(cache[k].dtype == np.float32 for k in nc.CACHE_KEYS if k != "eps") and cache["eps"] == 1e-3
-    assert cache["mu"].shape == (3,) and nc.reference_cache(x, np.ones(3), np.zeros(3), axis=1)["mu"].shape == (4, 1)
+    assert cache["mu"].shape == (3,) and nc._reference_cache(x, np.ones(3), np.zeros(3), axis=1)["mu"].shape == (4, 1)
 
 
 @pytest.mark.parametrize("axis", [0, 1])
@@ -141,6 +145,28 @@ def test_eps_outside_the_root_is_named():
 
     with pytest.raises(AssertionError, match="inside the square root"):
         nc.check_forward(eps_outside, "eps_outside", trials=10)
+
+
+def _with_out(axis, out_of):
+    """A correct layer whose output is replaced by `out_of(x, gamma, beta, eps, cache)`: a slip in the output only."""
+    def forward(x, gamma, beta, eps=1e-5):
+        out, cache = make_forward(axis)(x, gamma, beta, eps)
+        return out_of(x, gamma, beta, eps, cache), cache
+    return forward
+
+
+@pytest.mark.parametrize("axis, forward, words", [
+    (1, make_forward(axis=1, norm_axis=0), r"over the batch \(axis=0\), but layer norm"),
+    (1, make_forward(axis=1, ddof=1), "unbiased variance"),
+    (0, _with_out(0, lambda x, g, b, eps, c: g * c["xc"] / x.std(axis=0) + b), "eps is missing"),
+    (1, _with_out(1, lambda x, g, b, eps, c: g * c["xc"] / (x.std(axis=1, keepdims=True) + eps) + b),
+     "inside the square root"),
+    (0, _with_out(0, lambda x, g, b, eps, c: b * c["x_hat"] + g), "gamma and beta are swapped"),
+    (1, _with_out(1, lambda x, g, b, eps, c: b * c["x_hat"] + g), "gamma and beta are swapped"),
+])
+def test_output_slips_of_both_layers_are_named(axis, forward, words):
+    with pytest.raises(AssertionError, match=rf"my_forward's out is off .*Likely cause: .*{words}"):
+        nc.check_forward(forward, "my_forward", axis=axis, trials=10)
 
 
 def test_an_unrelated_wrong_answer_gets_no_made_up_cause():
@@ -229,6 +255,10 @@ def test_node_slips_are_named_at_the_first_wrong_node(slip, node, words):
 
 @pytest.mark.parametrize("axis, slip, words", [
     (0, "no_var", "forgets the path through the variance"),
+    (1, "no_var", "forgets the path through the variance"),
+    (0, "no_mean", "forgets the path through the mean"),
+    (1, "no_mean", "forgets the path through the mean"),
+    (0, "direct_only", "only keeps the direct path"),
     (1, "gamma_outside", "gamma varies along the axis"),
 ])
 def test_compact_slips_are_named(axis, slip, words):
@@ -274,6 +304,8 @@ def running_update(mean, var, x, momentum=0.1, slip=None):
     ddof = 0 if slip == "biased" else 1
     if slip == "swapped":
         return momentum * mean + (1 - momentum) * x.mean(0), momentum * var + (1 - momentum) * x.var(0, ddof=1)
+    if slip == "var_swapped":
+        return (1 - momentum) * mean + momentum * x.mean(0), momentum * var + (1 - momentum) * x.var(0, ddof=1)
     return (1 - momentum) * mean + momentum * x.mean(0), (1 - momentum) * var + momentum * x.var(0, ddof=ddof)
 
 
@@ -283,6 +315,8 @@ def test_running_stats_check():
         nc.check_running_stats(lambda *a: running_update(*a, slip="biased"), "update")
     with pytest.raises(AssertionError, match="running_mean is off .*weights are swapped"):
         nc.check_running_stats(lambda *a: running_update(*a, slip="swapped"), "update")
+    with pytest.raises(AssertionError, match="running_var is off .*weights are swapped"):
+        nc.check_running_stats(lambda *a: running_update(*a, slip="var_swapped"), "update")
     with pytest.raises(AssertionError, match="changed its argument running_mean in place"):
         nc.check_running_stats(lambda *a: running_update(*a, slip="in_place"), "update")
 
@@ -324,3 +358,15 @@ def test_values_near_zero_compare_on_an_absolute_scale():
     with pytest.raises(AssertionError):
         nc.check_array(np.array([-2e-3, 1e-3, 1e-3], np.float32), np.array([-2.0e-7, 1.0e-7, 1.0e-7]),
                        np.dtype(np.float32), "dlogits", "here")
+
+
+def _delegating_forward(x, gamma, beta, eps=1e-5):
+    import course_utils as cu
+
+    return cu.norm_checks._bn_forward(x, gamma, beta, eps)
+
+
+def test_is_an_answer_that_calls_the_checks_own_reference_refused():
+    """Does check_forward refuse a forward pass that hands the work to the package's private torch graph?"""
+    with pytest.raises(AssertionError, match="course's helpers"):
+        nc.check_forward(_delegating_forward, "bn_forward", trials=1)

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from course_oracles.sweep import has_diverged
 from course_utils import plots
 from course_utils.sweep import Run
 
@@ -128,14 +129,14 @@ def runs() -> list[Run]:
 
 
 def test_does_the_heatmap_cross_out_exactly_the_diverged_cells():
-    fig, axes = plots.sweep_heatmaps(runs())
+    fig, axes = plots.sweep_heatmaps(runs(), has_diverged)
     assert [ax.get_title() for ax in axes] == ["without BatchNorm", "with BatchNorm"]
     crosses = [sum(t.get_text() == "x" for t in ax.texts) for ax in axes]
     assert crosses == [1, 2]
 
 
 def test_does_the_stable_lr_plot_show_both_settings_and_where_nothing_trains():
-    fig, ax = plots.stable_lr_vs_depth(runs())
+    fig, ax = plots.stable_lr_vs_depth(runs(), has_diverged)
     labels = [line.get_label() for line in ax.get_lines()]
     assert labels == ["without BatchNorm", "with BatchNorm", "with BatchNorm: no lr trains"]
     assert list(ax.get_lines()[0].get_ydata()) == [1.0, 0.1]

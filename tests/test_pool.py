@@ -17,7 +17,7 @@ import pytest
 from course_utils.grading.classroom import grade_lab
 from course_utils.grading.jobs import Limits
 from course_utils.grading.pool import GradingPool
-from course_utils.grading.zygote import FOLDER_PREFIX, remove_orphans
+from course_utils.kernel.zygote import FOLDER_PREFIX, remove_orphans
 from grading_fixtures import LAB, make_course, submissions, submit
 from processes import adopt_orphans, grading_processes, wait_for_none
 
@@ -41,7 +41,7 @@ def test_repeated_grading_leaves_no_process_behind(course):
     assert grading_processes() == []
     for _ in range(3):
         outcomes = grade_lab(course, LAB, workers=2, limits=LIMITS, force=True, progress=False)
-        assert {o.student: o.result.auto_score for o in outcomes}["good"] == 3
+        assert {o.student: o.auto_score for o in outcomes}["good"] == 3
         assert wait_for_none() == []
 
 
@@ -49,7 +49,7 @@ def test_one_pool_grades_several_runs_with_one_zygote_and_ends_with_them(course)
     with GradingPool(2) as pool:
         for _ in range(2):
             grade_lab(course, LAB, pool=pool, limits=LIMITS, force=True, progress=False)
-        zygotes = [p for p in grading_processes() if "course_utils.grading.zygote" in p and "--kernel" not in p]
+        zygotes = [p for p in grading_processes() if "course_utils.kernel.zygote" in p and "--kernel" not in p]
         assert len(zygotes) == 1, zygotes
     assert wait_for_none() == []
 

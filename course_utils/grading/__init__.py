@@ -7,6 +7,7 @@ Students never import this package; notebooks use the helpers one level up (`imp
 - `classroom`: grading a whole class into nbgrader's gradebook, feedback pages and summaries.
 - `validation`: proving each lab grades as intended.
 - `pool`: the workers a grading run uses, and the processes it owns.
-- `jobs`: grading one submission; `sandbox`, `cgroups` and `zygote` contain it; `kernel` and `agent` run
-  inside the sandbox; `client`, `referee` and `wire` decide its tests from plain data; `feedback` shows it.
+- `jobs`: grading one submission; `sandbox` and `cgroups` contain it, `course_utils.kernel` (the zygote, the
+  agent, the wire format) runs inside it; `client` and `referee` decide its tests from plain data; `feedback`
+  shows it.
 """

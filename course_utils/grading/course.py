@@ -1,4 +1,4 @@
-"""A course directory driven through nbgrader's Python API: release, submit, read scores, export grades."""
+"""A course directory driven through nbgrader's Python API: its folders (as configured), releases, submissions."""
 
 from __future__ import annotations
 
@@ -7,15 +7,13 @@ import os
 import runpy
 import shutil
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
 import nbformat
-from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.apps import NbGraderAPI
 from nbgrader.coursedir import CourseDirectory
-from nbgrader.plugins.export import CsvExportPlugin
 from traitlets.config.loader import PyFileConfigLoader
 
 CONFIG_FILE = "nbgrader_config.py"
@@ -23,40 +21,6 @@ CONFIG_FILE = "nbgrader_config.py"
 
 class CourseError(RuntimeError):
     """A step of the nbgrader pipeline failed; the message carries nbgrader's own explanation."""
-
-
-@dataclass
-class TestResult:
-    """The score of one graded cell of one submission."""
-
-    grade_id: str
-    score: float
-    max_score: float
-    autograded: bool  # False for answer cells that a person grades
-
-
-@dataclass
-class SubmissionResult:
-    """What autograding one student's notebook for one lab produced."""
-
-    lab: str
-    student: str
-    tests: list[TestResult] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)  # error outputs left in the executed notebook's own cells
-    runtime_s: float = 0.0
-    messages: dict[str, str] = field(default_factory=dict)  # grade_id -> why that test failed
-
-    @property
-    def auto_score(self) -> float:
-        return sum(t.score for t in self.tests if t.autograded)
-
-    @property
-    def max_auto_score(self) -> float:
-        return sum(t.max_score for t in self.tests if t.autograded)
-
-    def lost(self) -> set[str]:
-        """The autograded tests that did not earn all of their points."""
-        return {t.grade_id for t in self.tests if t.autograded and t.score < t.max_score}
 
 
 @dataclass
@@ -105,15 +69,21 @@ class Course:
         config = (repo / CONFIG_FILE).read_text()
         db = (dest / "gradebook.db").resolve()
         (dest / CONFIG_FILE).write_text(f"{config}\nc.CourseDirectory.db_url = {f'sqlite:///{db}'!r}\n")
+        original, fresh = cls(repo), cls(dest)
         for lab in labs:
-            shutil.copytree(repo / "source" / lab, dest / "source" / lab, ignore=shutil.ignore_patterns(
-                ".ipynb_checkpoints", "__pycache__"))
-        return cls(dest)
+            shutil.copytree(original.folder("source", lab), fresh.folder("source", lab),
+                            ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+        return fresh
+
+    def folder(self, step: str, lab: str, student: str = ".") -> Path:
+        """`lab`'s folder at one nbgrader step ("source", "release", "submitted", "autograded" or "feedback"), where
+        the course's configuration puts it (`c.CourseDirectory.<step>_directory`, `directory_structure`)."""
+        return Path(self.coursedir.format_path(getattr(self.coursedir, f"{step}_directory"), student, lab))
 
     def labs(self) -> list[str]:
         """Every lab in `source/`, i.e. each folder holding a notebook of its own name."""
-        src = self.root / "source"
-        return sorted(p.name for p in src.iterdir() if (p / f"{p.name}.ipynb").is_file()) if src.is_dir() else []
+        src = self.root / self.coursedir.source_directory
+        return sorted(p.name for p in src.iterdir() if self.source_notebook(p.name).is_file()) if src.is_dir() else []
 
     def check_labs(self, labs: Iterable[str]) -> list[str]:
         """Return `labs` (all labs when empty), failing clearly on a name that is not a lab."""
@@ -125,13 +95,16 @@ class Course:
         return chosen
 
     def source_notebook(self, lab: str) -> Path:
-        return self.root / "source" / lab / f"{lab}.ipynb"
+        return self.folder("source", lab) / f"{lab}.ipynb"
 
     def release_notebook(self, lab: str) -> Path:
-        return self.root / "release" / lab / f"{lab}.ipynb"
+        return self.folder("release", lab) / f"{lab}.ipynb"
 
     def autograded_notebook(self, lab: str, student: str) -> Path:
-        return self.root / "autograded" / student / lab / f"{lab}.ipynb"
+        return self.folder("autograded", lab, student) / f"{lab}.ipynb"
+
+    def feedback_page(self, lab: str, student: str) -> Path:
+        return self.folder("feedback", lab, student) / f"{lab}.html"
 
     def release(self, lab: str) -> None:
         """Generate the student version of `lab` in `release/` (and register it in the gradebook)."""
@@ -139,7 +112,7 @@ class Course:
 
     def submit(self, lab: str, student: str, notebook: nbformat.NotebookNode) -> Path:
         """Place `notebook` where nbgrader looks for `student`'s submission of `lab`."""
-        folder = self.root / "submitted" / student / lab
+        folder = self.folder("submitted", lab, student)
         if folder.exists():
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
@@ -148,39 +121,15 @@ class Course:
         return path
 
     def submitted_students(self, lab: str) -> list[str]:
-        """Students with a folder `submitted/<student>/<lab>/`."""
-        sub = self.root / "submitted"
-        return sorted(p.name for p in sub.iterdir() if (p / lab).is_dir()) if sub.is_dir() else []
-
-    def scores(self, lab: str, student: str) -> SubmissionResult:
-        """Per-cell scores of an autograded submission, as the gradebook holds them."""
-        result = SubmissionResult(lab, student)
-        with Gradebook(self.coursedir.db_url, self.coursedir.course_id) as gb:
-            try:
-                notebook = gb.find_submission_notebook(lab, lab, student)
-            except MissingEntry as err:
-                raise CourseError(f"{student} has no autograded {lab} in the gradebook.") from err
-            for grade in notebook.grades:
-                cell = grade.cell
-                result.tests.append(TestResult(
-                    grade_id=grade.name,
-                    score=float(grade.score or 0.0),
-                    max_score=float(grade.max_score),
-                    autograded=not getattr(cell, "solution", False) if cell.cell_type == "code" else False,
-                ))
-        return result
-
-    def export_grades(self, path: Path) -> Path:
-        """Write every grade in the gradebook to a CSV file (nbgrader's own export format)."""
-        plugin = CsvExportPlugin(config=self.config)
-        plugin.to = str(path)
-        with Gradebook(self.coursedir.db_url, self.coursedir.course_id) as gb:
-            plugin.export(gb)
-        return path
+        """Students with anything at `submitted/<student>/<lab>` (a link or a file there too, without following it:
+        reading the submission refuses what is not a plain folder, with the reason)."""
+        sub = self.root / self.coursedir.submitted_directory
+        return sorted(p.name for p in sub.iterdir() if os.path.lexists(self.folder("submitted", lab, p.name))) \
+            if sub.is_dir() else []
 
     def mistakes(self, lab: str) -> list[Mistake]:
         """The typical mistakes listed in `source/<lab>/mistakes.py` (none when the file is absent)."""
-        path = self.root / "source" / lab / "mistakes.py"
+        path = self.folder("source", lab) / "mistakes.py"
         if not path.is_file():
             return []
         entries = runpy.run_path(str(path))["MISTAKES"]

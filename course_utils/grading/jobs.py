@@ -1,11 +1,13 @@
 """Grade one submission anywhere: its own sandbox and kernel, the referee deciding every test, limits that hold.
 
 `run_job` is what a grading worker runs (a thread on this machine or a Dask worker elsewhere). It needs
-only the `GradeJob` it is given, never the instructor's course folder, and returns a `JobResult`: a
-score for every graded cell, the executed notebook (safe to open in the formgrader) and the student's
-feedback page. The submission's cells run in a sandboxed kernel; each test cell runs in the referee,
-in this process, against that kernel (see `referee.py`). A kernel that dies or hangs ends only this
-submission's run: the tests before it keep their verdicts, the rest fail with the reason.
+only the `GradeJob` it is given, never the instructor's course folder, and returns a `JobOutput`: the
+submission's `SubmissionOutcome` (a `TestOutcome` for every graded cell, the notes of its run, or the
+`Failure` that kept it from being graded) and the executed notebook (safe to open in the formgrader).
+The submission's cells run in a sandboxed kernel; each test cell runs in the referee, in this process,
+against that kernel (see `referee.py`). `run_cells` is the one loop that runs cells and tests, for grading,
+validation and mutation testing alike. A kernel that dies or hangs ends only this submission's run: the
+tests before it keep their verdicts, the rest fail with the reason.
 """
 
 from __future__ import annotations
@@ -25,10 +27,13 @@ from pathlib import Path
 import nbformat
 from nbgrader import utils as nbgrader_utils
 
-from . import feedback, sandbox
+from . import sandbox
 from ..testing import parse
 from .client import CellTimeout, KernelClient, KernelLost, Outputs, connection_info
-from .referee import docstring, run_test
+from .feedback import safe_notebook
+from .referee import Verdict, docstring, run_test
+from .resources import local_resources
+from .results import Failure, FailureKind, Note, NoteKind, SubmissionOutcome, TestOutcome
 
 KERNEL_START_S = 120.0
 ADDRESS_SPACE_HEADROOM = 16 * 2**30
@@ -63,20 +68,11 @@ class GradeJob:
 
 
 @dataclass
-class JobResult:
-    """What grading one submission produced; `failure` is set when it could not be graded at all."""
+class JobOutput:
+    """What grading one submission produced: its outcome, and the executed notebook (JSON) when its cells ran."""
 
-    student: str
-    grades: list[dict] = field(default_factory=list)  # per graded cell: name, auto_score, max_score, ...
-    comments: list[dict] = field(default_factory=list)  # per answer cell: name, auto_comment
-    notebook: str | None = None  # the executed notebook (JSON)
-    feedback: str = ""  # the feedback page (HTML)
-    failure: str | None = None  # "kind: details"
-    notes: list[str] = field(default_factory=list)  # "kind: details": limits hit, the kernel lost
-    messages: dict[str, str] = field(default_factory=dict)  # grade_id -> why a test failed
-    runtime_s: float = 0.0
-    worker: str = ""  # which machine/worker graded it
-    isolated: bool = True
+    outcome: SubmissionOutcome
+    notebook: str | None = None
 
 
 def nbgrader_id(cell: dict) -> str | None:
@@ -185,26 +181,54 @@ def _worker_name() -> str:
         return f"pid {os.getpid()}"
 
 
-def run_job(job: GradeJob) -> JobResult:
-    """Grade one submission; always returns, whatever the submission does."""
+def run_job(job: GradeJob) -> JobOutput:
+    """Grade one submission; always returns, whatever the submission does. An exception of the grading machinery
+    itself (a cgroup that cannot be written, a bug) fails the submission as the machine's fault: graded again."""
     start = time.monotonic()
-    result = JobResult(job.student, worker=_worker_name(), isolated=job.isolated)
+    outcome = SubmissionOutcome(job.lab, job.student, worker=_worker_name(), isolated=job.isolated)
+    notebook = None
     try:
-        submitted = nbformat.reads(job.submission.decode("utf-8"), as_version=4)
+        notebook = _grade(job, outcome)
+    except sandbox.SandboxError as err:
+        outcome.failure = Failure(FailureKind.SANDBOX, str(err))
+    except _KernelStart as err:
+        outcome.failure = Failure(FailureKind.KERNEL_START, str(err))
+    except Exception as err:
+        outcome.failure = Failure(FailureKind.GRADER_ERROR, f"{type(err).__name__}: {err}"[:500])
+    if outcome.failure is not None:
+        outcome.tests, notebook = [], None
+    outcome.runtime_s = time.monotonic() - start
+    return JobOutput(outcome, notebook)
+
+
+def worker_lost(job: GradeJob, err: BaseException) -> JobOutput:
+    """The output of a job whose worker was lost before it answered: the machine's failure, graded again."""
+    failure = Failure(FailureKind.WORKER_LOST, f"{type(err).__name__}: {err}"[:500])
+    return JobOutput(SubmissionOutcome(job.lab, job.student, failure=failure, isolated=job.isolated))
+
+
+def read_notebook(data: bytes) -> nbformat.NotebookNode | Failure:
+    """The submitted notebook, or why it is not one."""
+    try:
+        submitted = nbformat.reads(data.decode("utf-8"), as_version=4)
         nbformat.validate(submitted)
     except Exception as err:  # not JSON, not a notebook, not UTF-8: nbformat raises many kinds
-        result.failure = f"not a valid notebook: {str(err).splitlines()[0][:200] if str(err) else type(err).__name__}"
-    if result.failure is None:
-        try:
-            _grade(job, nbformat.reads(job.release, as_version=4), submitted, result)
-        except sandbox.SandboxError as err:
-            result.failure = f"sandbox failed: {err}"
-        except _KernelStart as err:
-            result.failure = f"kernel did not start: {err}"
-    if result.failure is not None:
-        result.feedback = feedback.failure_page(job.student, job.lab, result.failure)
-    result.runtime_s = time.monotonic() - start
-    return result
+        reason = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+        return Failure(FailureKind.NOT_A_NOTEBOOK, reason)
+    return submitted
+
+
+def wrong_lab(submitted: nbformat.NotebookNode, release: nbformat.NotebookNode, lab: str) -> Failure | None:
+    """Why `submitted` is not a notebook of `lab`, if it holds none of the release's graded cells."""
+    ours = {nbgrader_id(c) for c in release.cells} - {None}
+    theirs = [gid for gid in (nbgrader_id(c) for c in submitted.cells) if gid]
+    if not ours or ours & set(theirs):
+        return None
+    if theirs:
+        shown = ", ".join(gid[:40] for gid in theirs[:3]) + (", ..." if len(theirs) > 3 else "")
+        return Failure(FailureKind.WRONG_LAB, f"its graded cells ({shown}) belong to another lab: none of the "
+                                              f"{len(ours)} graded cells of {lab} is in it")
+    return Failure(FailureKind.WRONG_LAB, f"it holds none of the {len(ours)} graded cells of {lab}")
 
 
 class _KernelStart(RuntimeError):
@@ -226,8 +250,6 @@ class JobKernel:
     """The sandbox, cgroup and kernel of one job, ended together by `close`."""
 
     def __init__(self, job: GradeJob):
-        from .pool import local_resources
-
         self.resources = resources = local_resources()
         limits = job.limits
         memory = limits.memory_mb * 2**20
@@ -241,7 +263,7 @@ class JobKernel:
                            if resources.cgroups else None)
             if job.isolated:
                 data = [job.env[k] for k in ("COURSE_DATA_ROOT",) if os.path.isdir(job.env.get(k, ""))]
-                self.box = sandbox.Sandbox(sandbox.read_only_paths(job.denied, data), job.denied, memory)
+                self.box = sandbox.Sandbox(sandbox.read_only_paths(data), job.denied, memory)
                 home = sandbox.HOME
             else:
                 self.folder = Path(tempfile.mkdtemp(prefix="course-grade-"))
@@ -270,10 +292,12 @@ class JobKernel:
             self.close()
             raise
 
-    def lost_reason(self, reason: str) -> str:
+    def lost_note(self, reason: str, where: str) -> Note:
+        """Why the kernel can run nothing more: its memory limit, or what the client saw."""
         if self.cgroup is not None and self.cgroup.oom_killed():
-            return "memory limit: the notebook used more memory than the grader allows and was stopped"
-        return reason
+            return Note(NoteKind.MEMORY_LIMIT, f"the notebook used more memory than the grader allows and was "
+                                               f"stopped ({where})")
+        return Note(NoteKind.KERNEL_DIED, f"{reason} ({where})")
 
     def terminate(self) -> None:
         """Kill the sandbox and every process in it (safe from any thread)."""
@@ -312,86 +336,129 @@ def _kernel_env(job: GradeJob, home: str) -> dict[str, str]:
     return {**env, **{k: v for k, v in job.env.items() if k.startswith("COURSE_")}}
 
 
-def _grade(job: GradeJob, release: nbformat.NotebookNode, submitted: nbformat.NotebookNode,
-           result: JobResult) -> None:
+@dataclass
+class Executed:
+    """What running cells in one kernel left: each test's verdict, the notes of the run, and why it stopped."""
+
+    verdicts: dict[str, Verdict] = field(default_factory=dict)
+    not_run: set[str] = field(default_factory=set)  # tests after the point where the run stopped
+    notes: list[Note] = field(default_factory=list)
+    stopped: Note | None = None  # why the cells after some point did not run
+
+    @property
+    def failed(self) -> bool:
+        """Some test failed or did not run, or a cell ran past its time."""
+        return (any(not v.passed for v in self.verdicts.values()) or bool(self.not_run)
+                or any(n.kind in (NoteKind.CELL_TIMEOUT, NoteKind.TIME_LIMIT) for n in self.notes))
+
+
+def answer_sources(cells: list) -> dict[str, str]:
+    """name -> source of the answer cell that defines it (the referee shows it in messages and checks calls)."""
+    return {name: c.source for c in cells if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")
+            for name in defined_names(c.source)}
+
+
+def run_cells(kernel: JobKernel, job: GradeJob, cells: list, deadline: float, stop_after_failure: bool = False,
+              modules: dict[str, object] | None = None, notebook: list | None = None) -> Executed:
+    """Run `cells` in order in `kernel`, each test cell in the referee; outputs are left on the cells.
+
+    Runs until `deadline` (then the rest of the tests fail, not run), the kernel is lost, or, with
+    `stop_after_failure`, a test fails or a cell runs past its time. `notebook` (default `cells`) holds the
+    answer cells whose sources the referee may read.
+    """
+    modules = resolve_aliases(job.aliases) if modules is None else modules
+    sources = answer_sources(cells if notebook is None else notebook)
+    done = Executed()
+    for index, cell in enumerate(cells):
+        if cell.cell_type != "code":
+            continue
+        gid = nbgrader_id(cell)
+        where = gid or f"cell {index + 1}"
+        if done.stopped is None and time.monotonic() > deadline:
+            done.stopped = Note(NoteKind.TIME_LIMIT, f"the notebook ran longer than {job.limits.submission_s} s in "
+                                                     f"all; it was stopped before {where}")
+        if gid in job.tests:
+            if done.stopped is not None:
+                done.not_run.add(gid)
+                done.verdicts[gid] = Verdict(False, f"not run: {done.stopped}")
+                continue
+            budget = min(job.limits.cell_s, max(1.0, deadline - time.monotonic()))
+            verdict = run_test(kernel.client, job.tests[gid], gid, modules, sources, budget)
+            cell.outputs = verdict.outputs
+            done.verdicts[gid] = verdict
+            if verdict.kernel_lost:
+                done.stopped = kernel.lost_note(verdict.kernel_lost, f"during {where}")
+            elif stop_after_failure and not verdict.passed:
+                done.stopped = Note(NoteKind.STOPPED, f"at {gid}")
+            continue
+        if done.stopped is not None:
+            continue
+        outputs = Outputs()
+        try:
+            kernel.client.execute(cell.source, min(time.monotonic() + job.limits.cell_s, deadline), outputs)
+        except CellTimeout:
+            outputs.add("error", {"ename": "CellTimeout", "evalue": f"stopped after {job.limits.cell_s} s"})
+            timeout = Note(NoteKind.CELL_TIMEOUT, f"{where} ran longer than {job.limits.cell_s} s and was stopped")
+            done.notes.append(timeout)
+            if stop_after_failure:
+                done.stopped = timeout
+        except KernelLost as err:
+            done.stopped = kernel.lost_note(str(err), f"in {where}")
+            outputs.add("error", {"ename": "KernelLost", "evalue": str(done.stopped)})
+        cell.outputs = outputs.items
+        if outputs.truncated or outputs.dropped_count:
+            done.notes.append(Note(NoteKind.OUTPUT_TRUNCATED, f"{where} printed more than the grader keeps"))
+    if done.stopped is not None and done.stopped not in done.notes:
+        done.notes.append(Note(done.stopped.kind, f"{done.stopped.detail}; the cells after it did not run and their "
+                                                  "tests earn nothing"))
+    return done
+
+
+def _grade(job: GradeJob, outcome: SubmissionOutcome) -> str | None:
+    """Grade the job's submission into `outcome`; the executed notebook (JSON), or None when it could not run."""
+    submitted = read_notebook(job.submission)
+    release = nbformat.reads(job.release, as_version=4)
+    if isinstance(submitted, Failure):
+        outcome.failure = submitted
+        return None
+    outcome.failure = wrong_lab(submitted, release, job.lab)
+    if outcome.failure is not None:
+        return None
     rebuilt = rebuild(submitted, release)
-    modules = resolve_aliases(job.aliases)
-    sources = {name: c.source for c in rebuilt.cells if c.cell_type == "code"
-               and c.metadata.get("nbgrader", {}).get("solution") for name in defined_names(c.source)}
-    verdicts = {}
-    lost = ""
     kernel = start_kernel(job)
     deadline = time.monotonic() + job.limits.submission_s  # the notebook's own time: from a ready kernel on
     try:
-        for index, cell in enumerate(rebuilt.cells):
-            if cell.cell_type != "code":
-                continue
-            gid, where = nbgrader_id(cell), nbgrader_id(cell) or f"cell {index + 1}"
-            if not lost and time.monotonic() > deadline:
-                lost = (f"time limit: the notebook ran longer than {job.limits.submission_s} s in all; it was stopped "
-                        f"before {where}")
-            if gid in job.tests:
-                if lost:
-                    verdicts[gid] = (False, f"not run: {lost}")
-                    continue
-                budget = min(job.limits.cell_s, max(1.0, deadline - time.monotonic()))
-                verdict = run_test(kernel.client, job.tests[gid], gid, modules, sources, budget)
-                cell.outputs = verdict.outputs
-                verdicts[gid] = (verdict.passed, verdict.message)
-                if verdict.kernel_lost:
-                    lost = f"{kernel.lost_reason(verdict.kernel_lost)} (during {where})"
-                elif job.stop_after_failure and not verdict.passed:
-                    lost = f"stopped after the first failed test, {gid}"
-                continue
-            if lost:
-                continue
-            outputs = Outputs()
-            try:
-                kernel.client.execute(cell.source, min(time.monotonic() + job.limits.cell_s, deadline), outputs)
-            except CellTimeout:
-                outputs.add("error", {"ename": "CellTimeout", "evalue": f"stopped after {job.limits.cell_s} s"})
-                result.notes.append(f"cell time limit: {where} ran longer than {job.limits.cell_s} s and was stopped")
-            except KernelLost as err:
-                lost = f"{kernel.lost_reason(str(err))} (in {where})"
-                outputs.add("error", {"ename": "KernelLost", "evalue": lost})
-            cell.outputs = outputs.items
-            if outputs.truncated:
-                result.notes.append(f"output truncated: {where} printed more than the grader keeps")
+        done = run_cells(kernel, job, rebuilt.cells, deadline, job.stop_after_failure)
     finally:
         kernel.close()
-    if lost:
-        result.notes.append(f"{lost}; the cells after it did not run and their tests earn nothing")
-    for cell in rebuilt.cells:
-        if cell.cell_type == "code":
-            cell.outputs = feedback.safe_outputs(cell.outputs)
-    _score(rebuilt, job, verdicts, result)
-    result.notebook = nbformat.writes(rebuilt)
-    reports = {g["name"]: feedback.TestReport(g["name"], docstring(job.tests[g["name"]]), g["auto_score"],
-                                              g["max_score"], verdicts.get(g["name"], (False, ""))[0],
-                                              verdicts.get(g["name"], (False, ""))[1])
-               for g in result.grades if g["autograded"]}
-    result.feedback = feedback.feedback_page(job.lab, job.student, rebuilt, reports, result.notes, job.isolated)
+    outcome.notes += done.notes
+    outcome.tests = scores(rebuilt, job.tests, done)
+    return nbformat.writes(safe_notebook(rebuilt))  # bounded and inert: the formgrader and the page show it
 
 
-def _score(nb: nbformat.NotebookNode, job: GradeJob, verdicts: dict, result: JobResult) -> None:
-    """Scores and comments for every graded cell, as nbgrader's autograde would record them."""
+def scores(nb: nbformat.NotebookNode, tests: dict[str, str], done: Executed) -> list[TestOutcome]:
+    """An outcome for every graded cell: autograded tests from their verdicts, written answers as nbgrader scores
+    them (0 when left as released, None until a person grades them)."""
+    found = []
     for cell in nb.cells:
         meta = cell.metadata.get("nbgrader", {})
         gid = meta.get("grade_id")
-        if not gid:
+        if not gid or not meta.get("grade"):
             continue
-        if meta.get("grade"):
-            points = float(meta.get("points", 0))
-            if gid in job.tests:
-                passed, message = verdicts.get(gid, (False, "not run"))
-                score, manual = (points if passed else 0.0), False
-                if not passed:
-                    result.messages[gid] = message
-            else:
-                score, _ = nbgrader_utils.determine_grade(cell)
-                manual = score is None
-            result.grades.append({"name": gid, "auto_score": score, "max_score": points, "needs_manual_grade": manual,
-                                  "autograded": gid in job.tests})
-        if meta.get("solution") or meta.get("task"):
-            unchanged = meta.get("checksum") == nbgrader_utils.compute_checksum(cell) and not meta.get("task")
-            result.comments.append({"name": gid, "auto_comment": "No response." if unchanged else None})
+        points = float(meta.get("points", 0))
+        if gid in tests:
+            verdict = done.verdicts.get(gid, Verdict(False, "not run"))
+            found.append(TestOutcome(gid, points, points if verdict.passed else 0.0, checks=docstring(tests[gid]),
+                                     message="" if verdict.passed else verdict.message,
+                                     ran=gid in done.verdicts and gid not in done.not_run))
+        else:
+            score, _ = nbgrader_utils.determine_grade(cell)
+            found.append(TestOutcome(gid, points, score, autograded=False))
+    return found
+
+
+def unanswered(nb: nbformat.NotebookNode) -> set[str]:
+    """The answer cells of a graded notebook left as released (nbgrader's "No response.")."""
+    return {nbgrader_id(c) for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")
+            and not c.metadata["nbgrader"].get("task")
+            and c.metadata["nbgrader"].get("checksum") == nbgrader_utils.compute_checksum(c)}

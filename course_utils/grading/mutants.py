@@ -21,6 +21,7 @@ that way first, and a lab whose sliced reference does not earn full marks is run
 from __future__ import annotations
 
 import ast
+import copy
 import json
 import textwrap
 import time
@@ -30,10 +31,10 @@ from dataclasses import dataclass, field
 import nbformat
 
 from ..testing import parse
-from .client import CellTimeout, KernelLost, Outputs
 from .course import Course
-from .jobs import GradeJob, JobKernel, defined_names, nbgrader_id, rebuild, resolve_aliases
-from .referee import free_names, run_test
+from .jobs import GradeJob, JobKernel, defined_names, nbgrader_id, rebuild, resolve_aliases, run_cells
+from .referee import free_names
+from .results import NoteKind
 
 EQUIVALENTS_FILE = "equivalent_mutants.json"
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
@@ -291,7 +292,7 @@ class MutationReport:
 
 def equivalents(course: Course, lab: str) -> dict[str, str]:
     """The lab's mutants marked equivalent: "cell: before -> after" -> the instructor's reason."""
-    path = course.root / "source" / lab / EQUIVALENTS_FILE
+    path = course.folder("source", lab) / EQUIVALENTS_FILE
     if not path.is_file():
         return {}
     entries = json.loads(path.read_text())
@@ -331,42 +332,27 @@ def run_batch(batch: MutantBatch) -> list[bool | None]:
     try:
         nb = rebuild(nbformat.reads(job.submission.decode(), as_version=4), nbformat.reads(job.release, as_version=4))
         cells = [c for c in nb.cells if c.cell_type == "code"]
-        ids = [nbgrader_id(c) for c in cells]
-        at = ids.index(batch.cell)
-        answers = {i for i, c in enumerate(cells) if c.metadata.get("nbgrader", {}).get("solution")}
-        segment = [i for i in range(at + 1, len(cells)) if i < min([a for a in answers if a > at], default=len(cells))]
+        at = [nbgrader_id(c) for c in cells].index(batch.cell)
+        later = [i for i, c in enumerate(cells) if i > at and c.metadata.get("nbgrader", {}).get("solution")]
+        segment = cells[at + 1:min(later, default=len(cells))]
         kernel = JobKernel(job)
     except Exception:
         return decided
     try:
         modules = resolve_aliases(job.aliases)
-        limit = job.limits.cell_s
-        run = lambda code: kernel.client.execute(code, time.monotonic() + limit, Outputs())
-        for index in range(at):
-            if ids[index] not in job.tests:
-                run(cells[index].source)
+        run = lambda part, stop, whole=cells: run_cells(kernel, job, part, time.monotonic() + job.limits.submission_s,
+                                                        stop, modules, whole)
+        if run([c for c in cells[:at] if nbgrader_id(c) not in job.tests], False).stopped is not None:
+            return decided
         for number, source in enumerate(batch.sources):
-            sources = {name: c.source for c in cells if c.metadata.get("nbgrader", {}).get("solution")
-                       for name in defined_names(source if nbgrader_id(c) == batch.cell else c.source)}
-            killed = False
-            try:
-                run(source)
-                for index in segment:
-                    if ids[index] in job.tests:
-                        verdict = run_test(kernel.client, job.tests[ids[index]], ids[index], modules, sources, limit)
-                        if verdict.kernel_lost:
-                            raise KernelLost(verdict.kernel_lost)
-                        if not verdict.passed:
-                            killed = True
-                            break
-                    else:
-                        run(cells[index].source)
-            except CellTimeout:
-                killed = True  # it made a cell run past its limit: a test would fail
-            decided[number] = killed
-            run(cells[at].source)  # the original answer again, for the next mutant
-    except (KernelLost, CellTimeout):
-        pass
+            mutant = nbformat.from_dict(copy.deepcopy(dict(cells[at])))
+            mutant.source = source
+            done = run([mutant, *segment], True, [*cells[:at], mutant, *cells[at + 1:]])
+            if done.stopped is not None and done.stopped.kind in (NoteKind.KERNEL_DIED, NoteKind.MEMORY_LIMIT):
+                break
+            decided[number] = done.failed
+            if run([cells[at]], False).stopped is not None:  # the original answer again, for the next mutant
+                break
     finally:
         kernel.close()
     return decided

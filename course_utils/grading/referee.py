@@ -24,7 +24,7 @@ import nbformat
 
 from .. import testing
 from ..testing import parse
-from . import wire
+from ..kernel import wire
 from .client import CellTimeout, KernelClient, KernelLost, Outputs
 
 TEST_ARGUMENT_BYTES = 256 * 2**20
@@ -67,10 +67,11 @@ class TestTimeout(Exception):
 class Remote:
     """An object that lives in the student's kernel (a function, class, module, optimizer...), used by name."""
 
-    __slots__ = ("_session", "_id", "_type", "_mro", "_name")
+    __slots__ = ("_session", "_id", "_type", "_mro", "_name", "_items")
 
     def __init__(self, session: "Session", ident: int, type_name: str, mro: list[str], name: str = ""):
-        for key, value in (("_session", session), ("_id", ident), ("_type", type_name), ("_mro", mro), ("_name", name)):
+        for key, value in (("_session", session), ("_id", ident), ("_type", type_name), ("_mro", mro), ("_name", name),
+                           ("_items", None)):
             object.__setattr__(self, key, value)
 
     def _ask(self, op: str, payload: Any = None, **fields) -> Any:
@@ -97,14 +98,13 @@ class Remote:
         return value
 
     def __iter__(self):
-        iterator = self._ask("iter")
-        while True:
-            try:
-                yield iterator._ask("next")
-            except RemoteError as err:
-                if "builtins.StopIteration" in err.mro:
-                    return
-                raise
+        """The object's items, read from the kernel once (in one request) and the same on every later pass."""
+        if self._items is None:
+            items = self._ask("items")
+            if not isinstance(items, list):
+                raise TypeError("the student's object reported its items as something that is not a list")
+            object.__setattr__(self, "_items", tuple(items))
+        return iter(self._items)
 
     def __bool__(self) -> bool:
         return True
@@ -116,7 +116,8 @@ class Remote:
     @property
     def __class__(self):
         """The closest class of torch, NumPy or the standard library the object derives from (or Remote), so
-        that `isinstance(model, nn.Module)` reads as in the student's notebook."""
+        that `isinstance(model, nn.Module)` reads as in the student's notebook. Never a class of plain data
+        (a number, a string, a list, an array, a tensor...): those cross as data, so a handle that claims one lies."""
         return self._session.trusted_class(self._mro)
 
 
@@ -209,7 +210,18 @@ def _trusted(qualified: str) -> type | None:
     value = sys.modules.get(module)
     for part in name.split("."):
         value = getattr(value, part, None)
-    return value if isinstance(value, type) and value is not object else None
+    if not isinstance(value, type) or value is object or issubclass(value, _plain_data()):
+        return None
+    return value
+
+
+def _plain_data() -> tuple[type, ...]:
+    """The classes whose values `wire` carries as data: a handle is never one of them."""
+    import numpy as np
+    import torch
+
+    return (type(None), bool, int, float, complex, str, bytes, bytearray, list, tuple, dict, np.ndarray, np.generic,
+            torch.Tensor, torch.Size, torch.dtype, torch.device)
 
 
 def _apply(target: Any, kind: Any, value: Any) -> None:

@@ -2,11 +2,13 @@
 
 For every submission, `Sandbox.start` runs bwrap with new user, pid, network, ipc, uts, mount and cgroup
 namespaces and a root file system built from nothing: the system's /usr and libraries, a few files of
-/etc, the Python environment (wherever it lives) and the `course_utils` package, all read-only at their
-own paths, the data folder read-only, and three private size-limited tmpfs mounts: the submission's home
+/etc, the Python environment (wherever it lives) and the `course_utils` package without its `grading` part
+(covered by an empty folder), all read-only at their own paths, the data folder read-only, and three private size-limited tmpfs mounts: the submission's home
 (its only writable folder), /tmp and /dev/shm. The course folder, the gradebook, other jobs and the
 instructor's home and configuration are simply not there. Inside, the uid is 1000 with no capabilities,
-and there is no network but a private loopback.
+and there is no network but a private loopback. When the grader runs as root, the sandbox's user namespace is
+made here, with the sandbox's uid mapped to `HOST_UID` (nobody) outside: a file that only root may read stays
+unreadable inside, though bwrap (root outside) can still mount folders that only root may enter.
 
 bwrap keeps the namespaces open with a tiny holder process; the grading kernel then joins them (as
 `nsenter` would) from a warm zygote (see `zygote.py`), so it starts with torch already imported. Killing
@@ -15,6 +17,7 @@ bwrap ends the sandbox's pid namespace, and with it every process the submission
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -23,7 +26,9 @@ import sysconfig
 import time
 from pathlib import Path
 
-SANDBOX_UID = 1000
+from ..kernel.zygote import SANDBOX_UID
+
+HOST_UID = 65534  # who the sandbox's user is outside it when the grader is root: nobody, who owns nothing
 HOME = "/home/student"
 SYSTEM_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 ETC = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/alternatives", "/etc/fonts",
@@ -56,15 +61,27 @@ def _environment() -> set[str]:
     return {q for p in paths for q in (p, os.path.realpath(p))}
 
 
-def read_only_paths(denied: list[str], extra: list[str]) -> list[str]:
+def read_only_paths(extra: list[str]) -> list[str]:
     """What a kernel may read besides the system: this Python environment (wherever it lives, a venv inside the
-    course included), the `course_utils` package, `extra` folders (the data) and the rest of sys.path, except
-    that nothing inside a `denied` folder is shown but the environment, the package and `extra`."""
-    denied = [os.path.realpath(d) for d in denied]
-    trusted = _environment() | {package_path()} | {os.path.realpath(e) for e in extra}
-    others = {q for p in sys.path if p and os.path.isabs(p) and os.path.exists(p) for q in (p, os.path.realpath(p))}
-    others = {p for p in others - trusted if not any(_under(p, d) for d in denied)}
-    return sorted(p for p in trusted | others if os.path.exists(p))
+    course included), the student part of the `course_utils` package and `extra` folders (the data). Nothing else
+    of sys.path: a Dask worker's scratch folder or the course folder (with the instructor-only `course_oracles`)
+    may be there, and neither is the kernel's business."""
+    paths = _environment() | {package_path()} | {os.path.realpath(e) for e in extra}
+    return sorted(p for p in paths if os.path.exists(p))
+
+
+def hidden_paths(read_only: list[str]) -> list[str]:
+    """Folders inside the bound ones that the sandbox covers: the grader's own package and the instructor-only
+    `course_oracles` (in site-packages when the course is installed without -e). Each is replaced by a folder
+    holding only an `__init__.py` that refuses the import (an empty folder would import, as a namespace)."""
+    hidden = [str(Path(package_path()) / "grading")]
+    oracles = importlib.util.find_spec("course_oracles")
+    if oracles is not None and oracles.origin:
+        hidden.append(str(Path(oracles.origin).resolve().parent))
+    return [h for h in hidden if any(_under(h, os.path.realpath(p)) for p in read_only)]
+
+
+HIDDEN_INIT = 'raise ModuleNotFoundError("this package is the grader\'s own; grading kernels cannot import it")\n'
 
 
 def package_path() -> str:
@@ -72,11 +89,16 @@ def package_path() -> str:
     return str(Path(__file__).resolve().parents[1])
 
 
-def bwrap_arguments(read_only: list[str], denied: list[str], tmp_bytes: int) -> list[str]:
+def bwrap_arguments(read_only: list[str], denied: list[str], tmp_bytes: int, userns: int | None = None) -> list[str]:
     """bwrap's options for one submission: the `read_only` folders, read-only at their own paths, except any
-    that is a `denied` folder or holds one; a denied folder inside a bound system folder is covered."""
-    args = ["--unshare-all", "--die-with-parent", "--new-session", "--uid", str(SANDBOX_UID), "--gid",
-            str(SANDBOX_UID), "--hostname", "grading", "--cap-drop", "ALL"]
+    that is a `denied` folder or holds one; a denied folder inside a bound system folder is covered. `userns`: the
+    descriptor of a user namespace made by `user_namespace` (when the grader is root)."""
+    args = ["--die-with-parent", "--new-session", "--hostname", "grading", "--cap-drop", "ALL"]
+    if userns is None:
+        args = ["--unshare-all", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), *args]
+    else:  # the namespace exists, with its uid map; the kernel becomes SANDBOX_UID when it joins
+        args = ["--userns", str(userns), "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
+                "--unshare-cgroup", *args]
     for path in READ_ONLY_SYSTEM:
         if os.path.exists(path):
             args += ["--ro-bind", path, path]
@@ -88,14 +110,39 @@ def bwrap_arguments(read_only: list[str], denied: list[str], tmp_bytes: int) -> 
     args += [x for path in ETC if os.path.exists(path) for x in ("--ro-bind", path, path)]
     denied = [os.path.realpath(d) for d in denied]
     args += [x for d in denied if any(_under(d, s) for s in READ_ONLY_SYSTEM) for x in ("--tmpfs", d)]
-    args += ["--proc", "/proc", "--dev", "/dev"]
+    args += ["--proc", "/proc", "--dev", "/dev", "--perms", "0755", "--dir", str(Path(HOME).parent)]
     for mount in ("/tmp", "/dev/shm", HOME):
         args += ["--size", str(tmp_bytes), "--perms", "0700" if mount == HOME else "1777", "--tmpfs", mount]
     # After the private /tmp, so that an environment under the temp folder is bound on top of it.
     bound = [p for p in sorted(set(read_only)) if not any(_under(d, p) for d in denied)]
+    # The folders above a bound one, made traversable by the sandbox's user (bwrap would make them root's alone).
+    above = {str(a) for path in bound for a in Path(path).parents if str(a) not in ("/", "/tmp")
+             and not any(_under(str(a), s) for s in (*READ_ONLY_SYSTEM, *bound))}
+    args += [x for folder in sorted(above) for x in ("--perms", "0755", "--dir", folder)]
     args += [x for path in bound for x in ("--ro-bind", path, path)]
+    args += [x for path in hidden_paths(bound) for x in ("--perms", "0555", "--tmpfs", path)]
     args += ["--chdir", HOME]
     return args
+
+
+def user_namespace() -> int:
+    """A new user namespace, as a descriptor, in which root stays root (for bwrap's mounts) and SANDBOX_UID is
+    HOST_UID outside. Only root may write such a map."""
+    holder = subprocess.Popen(["unshare", "--user", "/bin/sh", "-c", "read line"], stdin=subprocess.PIPE,
+                              env={"PATH": "/usr/bin:/bin"})
+    try:
+        mine = os.readlink("/proc/self/ns/user")
+        deadline = time.monotonic() + 10
+        while os.readlink(f"/proc/{holder.pid}/ns/user") == mine:
+            if holder.poll() is not None or time.monotonic() > deadline:
+                raise SandboxError("could not make the sandbox's user namespace (`unshare --user` failed)")
+            time.sleep(0.005)
+        for name in ("uid_map", "gid_map"):
+            Path(f"/proc/{holder.pid}/{name}").write_text(f"0 0 1\n{SANDBOX_UID} {HOST_UID} 1\n")
+        return os.open(f"/proc/{holder.pid}/ns/user", os.O_RDONLY)
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def _bwrap() -> str | None:
@@ -112,9 +159,15 @@ def check_isolation() -> str | None:
     if bwrap is None:
         return f"bubblewrap (bwrap) is not installed: {INSTALL_HINT}, or pass --no-isolation"
     try:
-        done = subprocess.run([bwrap, *bwrap_arguments([], [], 2**20), "--", "/bin/true"], capture_output=True,
-                              text=True, timeout=30, env={"PATH": "/usr/bin:/bin"})
-    except (OSError, subprocess.TimeoutExpired) as err:
+        userns = user_namespace() if os.geteuid() == 0 else None
+        try:
+            done = subprocess.run([bwrap, *bwrap_arguments([], [], 2**20, userns), "--", "/bin/true"],
+                                  capture_output=True, text=True, timeout=30, env={"PATH": "/usr/bin:/bin"},
+                                  pass_fds=() if userns is None else (userns,))
+        finally:
+            if userns is not None:
+                os.close(userns)
+    except (OSError, subprocess.TimeoutExpired, SandboxError) as err:
         return f"bubblewrap could not run ({err})"
     if done.returncode:
         why = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit status {done.returncode}"
@@ -131,15 +184,16 @@ class Sandbox:
         bwrap = _bwrap()
         if bwrap is None:
             raise SandboxError(f"bubblewrap (bwrap) is not installed: {INSTALL_HINT}")
+        data = [user_namespace()] if os.geteuid() == 0 else []  # descriptors handed to bwrap by number
         ready_r, ready_w = os.pipe()
-        data = []  # memfds holding the synthetic /etc files, handed to bwrap by number
-        args = [bwrap, *bwrap_arguments(read_only, denied, tmp_bytes)]
-        for path, text in ETC_FILES.items():
+        args = [bwrap, *bwrap_arguments(read_only, denied, tmp_bytes, data[0] if data else None)]
+        hidden = {f"{path}/__init__.py": HIDDEN_INIT for path in hidden_paths(read_only)}
+        for path, text in {**ETC_FILES, **hidden}.items():  # memfds holding the synthetic files
             fd = os.memfd_create("etc")
             os.write(fd, text.encode())
             os.lseek(fd, 0, os.SEEK_SET)
             data.append(fd)
-            args += ["--ro-bind-data", str(fd), path]
+            args += ["--perms", "0444", "--ro-bind-data", str(fd), path]
         holder = f"printf ready >/proc/self/fd/{ready_w} && exec sleep infinity"
         try:
             self.process = subprocess.Popen([*args, "--", "/bin/sh", "-c", holder], pass_fds=(ready_w, *data),
@@ -159,6 +213,8 @@ class Sandbox:
             raise SandboxError(f"bubblewrap could not make the sandbox: {error or 'no message'}")
         self.error.close()  # bwrap has nothing more to say; a full pipe must never block it
         self.holder = self._holder_pid()
+        if os.geteuid() == 0:  # the home bwrap made belongs to root; it is the sandbox user's
+            os.chown(f"/proc/{self.holder}/root{HOME}", HOST_UID, HOST_UID, follow_symlinks=False)
 
     def _holder_pid(self) -> int:
         """The host pid of the holder process: the one whose namespaces a kernel joins."""

@@ -15,16 +15,44 @@ from pathlib import Path
 import nbformat
 from tqdm.auto import tqdm
 
+from . import copycheck
 from .classroom import LabBundle, bundle_from, default_limits, kernel_env
-from .course import Course, SubmissionResult, TestResult, same_release
-from .jobs import GradeJob, JobResult, Limits, defined_names, nbgrader_id
+from .course import Course, same_release
+from .jobs import GradeJob, JobOutput, Limits, defined_names, nbgrader_id
 from .mutants import (MutantBatch, MutationReport, equivalents, graded_slice, notebook_mutants, run_batch, threshold,
                       unknown_equivalents, with_mutant)
 from .pool import GradingPool
 from .referee import free_names
+from .results import NoteKind, SubmissionOutcome
 
 REFERENCE, UNTOUCHED, SLICED = "reference", "untouched", "reference_sliced"
-NOT_GRADED = "could not be graded"
+
+
+@dataclass
+class Graded:
+    """A notebook as validation graded it: its outcome, and the errors raised by its own (non-test) cells or
+    noted in its run (a time limit, a kernel lost)."""
+
+    outcome: SubmissionOutcome
+    errors: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, output: JobOutput) -> "Graded":
+        errors = []
+        if output.notebook:
+            nb = nbformat.reads(output.notebook, as_version=4)
+            for index, cell in enumerate(nb.cells):
+                meta = cell.metadata.get("nbgrader", {})
+                if cell.cell_type != "code" or (meta.get("grade") and not meta.get("solution")):
+                    continue
+                errors += [f"{meta.get('grade_id') or f'cell {index + 1}'}: {o.get('ename')}: {o.get('evalue')}"
+                           for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+        errors += [str(n) for n in output.outcome.notes if n.kind is not NoteKind.OUTPUT_TRUNCATED]
+        return cls(output.outcome, errors)
+
+    @property
+    def earns_all(self) -> bool:
+        return self.outcome.failure is None and not self.errors and not self.outcome.lost()
 
 
 @dataclass
@@ -32,31 +60,15 @@ class LabReport:
     """Everything `course validate` learned about one lab."""
 
     lab: str
-    reference: SubmissionResult | None = None
-    untouched: SubmissionResult | None = None
+    reference: SubmissionOutcome | None = None
+    untouched: SubmissionOutcome | None = None
     mutation: MutationReport | None = None
     problems: list[str] = field(default_factory=list)
+    open: list[str] = field(default_factory=list)  # known problems of a lab the course lists as not yet fixed
 
     @property
     def ok(self) -> bool:
         return not self.problems
-
-
-def as_submission_result(lab: str, student: str, result: JobResult) -> SubmissionResult:
-    """A grading job's result in the form the pipeline reports: scores, and the errors the notebook raised."""
-    tests = [TestResult(g["name"], float(g["auto_score"] or 0.0), g["max_score"], g["autograded"])
-             for g in result.grades]
-    errors = [f"{NOT_GRADED}: {result.failure}"] if result.failure else []
-    if result.notebook:
-        nb = nbformat.reads(result.notebook, as_version=4)
-        for index, cell in enumerate(nb.cells):
-            meta = cell.metadata.get("nbgrader", {})
-            if cell.cell_type != "code" or (meta.get("grade") and not meta.get("solution")):
-                continue
-            errors += [f"{meta.get('grade_id') or f'cell {index + 1}'}: {o.get('ename')}: {o.get('evalue')}"
-                       for o in cell.get("outputs", []) if o.get("output_type") == "error"]
-    errors += [n for n in result.notes if not n.startswith("output truncated")]
-    return SubmissionResult(lab, student, tests, errors=errors, runtime_s=result.runtime_s, messages=result.messages)
 
 
 def test_inputs(source: nbformat.NotebookNode, tests: dict[str, str], aliases: dict[str, str]) -> list[str]:
@@ -112,7 +124,7 @@ def _prepare(repo: Course, labs: list[str], reports: dict[str, LabReport]) -> di
         fresh = Course.copy_of(repo.root, Path(tmp), labs)
         for lab in labs:
             fresh.release(lab)
-            drift = same_release(fresh.root / "release" / lab, repo.root / "release" / lab)
+            drift = same_release(fresh.folder("release", lab), repo.folder("release", lab))
             reports[lab].problems += [f"release/ is stale: {d}; run `course release {lab}`" for d in drift]
             source = nbformat.read(repo.source_notebook(lab), as_version=4)
             release = fresh.release_notebook(lab).read_text()
@@ -126,16 +138,16 @@ def _prepare(repo: Course, labs: list[str], reports: dict[str, LabReport]) -> di
 
 def _grade(repo: Course, prepared: dict[str, _Lab], notebooks: dict[tuple[str, str], nbformat.NotebookNode],
            pool: GradingPool, what: str, stop_after_failure: bool = False,
-           limits: Limits | None = None) -> dict[tuple[str, str], SubmissionResult]:
+           limits: Limits | None = None) -> dict[tuple[str, str], Graded]:
     """Grade each (lab, student) notebook as `course grade` would, all labs in one queue."""
     limits = limits or default_limits(repo)
     jobs = {f"{lab}-{student}": _job(repo, prepared[lab], student, nb, pool, limits, stop_after_failure)
             for (lab, student), nb in notebooks.items()}
     keys = {f"{lab}-{student}": (lab, student) for lab, student in notebooks}
-    results: dict[tuple[str, str], SubmissionResult] = {}
+    results: dict[tuple[str, str], Graded] = {}
 
-    def done(name: str, result: JobResult) -> None:
-        results[keys[name]] = as_submission_result(*keys[name], result)
+    def done(name: str, output: JobOutput) -> None:
+        results[keys[name]] = Graded.of(output)
         bar.update()
 
     with tqdm(total=len(jobs), desc=what, unit="notebook", disable=not jobs) as bar:
@@ -147,7 +159,7 @@ MUTANT_CELL_S = 60  # a mutant that makes a cell run longer than this has made a
 
 
 def mutation_reports(repo: Course, prepared: dict[str, _Lab], pool: GradingPool,
-                     sliced_reference: dict[str, SubmissionResult]) -> dict[str, MutationReport]:
+                     sliced_reference: dict[str, Graded]) -> dict[str, MutationReport]:
     """Grade every non-equivalent mutant of each lab; a mutant is killed when it loses an autograded test.
 
     First the mutants of each answer cell are tried together in one kernel against the cells up to the next
@@ -159,7 +171,7 @@ def mutation_reports(repo: Course, prepared: dict[str, _Lab], pool: GradingPool,
     reports, batches, chosen, bases = {}, {}, {}, {}
     for lab, item in prepared.items():
         report = MutationReport(lab, equivalent=equivalents(repo, lab))
-        report.sliced = _earns_all(sliced_reference.get(lab))
+        report.sliced = lab in sliced_reference and sliced_reference[lab].earns_all
         bases[lab] = graded_slice(item.source) if report.sliced else item.source
         mutants = notebook_mutants(item.source)
         report.problems += unknown_equivalents(report, mutants)
@@ -190,7 +202,7 @@ def mutation_reports(repo: Course, prepared: dict[str, _Lab], pool: GradingPool,
                      "mutants graded alone", stop_after_failure=True, limits=limits)
     for (lab, student), mutant in alone.items():
         result = results.get((lab, student))
-        (reports[lab].killed if result is None or result.lost() else reports[lab].survived).append(mutant)
+        (reports[lab].killed if result is None or result.outcome.lost() else reports[lab].survived).append(mutant)
     return reports
 
 
@@ -232,12 +244,20 @@ def validate(repo: Course, labs: list[str], pool: GradingPool, mutants: bool = T
         notebooks.update({(lab, name): graded_slice(nb) for name, nb in mistakes[lab].items()})
     results = _grade(repo, prepared, notebooks, pool, "solutions, releases, mistakes")
     sliced = {lab: results[lab, SLICED] for lab in prepared if (lab, SLICED) in results}
-    unsliceable = [lab for lab in prepared if not _earns_all(sliced.get(lab))]
+    unsliceable = [lab for lab in prepared if lab not in sliced or not sliced[lab].earns_all]
     results.update(_grade(repo, prepared, {(lab, name): nb for lab in unsliceable
                                            for name, nb in mistakes[lab].items()}, pool, "mistakes in full"))
     for lab, report in reports.items():
-        report.reference, report.untouched = results.get((lab, REFERENCE)), results.get((lab, UNTOUCHED))
         _judge(repo, report, results)
+    pending = set(repo.config.get("CopyCheck", {}).get("pending", []))
+    for lab in prepared:
+        copyable = copycheck.copyable(repo, lab, pool)
+        if lab not in pending:
+            reports[lab].problems += copyable
+        elif copyable:
+            reports[lab].open += copyable
+        else:
+            reports[lab].problems.append("its predictions pass the copy check: take it off c.CopyCheck.pending")
     if mutants:
         needed = threshold(repo)
         for lab, mutation in mutation_reports(repo, prepared, pool, sliced).items():
@@ -250,25 +270,26 @@ def validate(repo: Course, labs: list[str], pool: GradingPool, mutants: bool = T
     return list(reports.values())
 
 
-def _not_graded(result: SubmissionResult) -> list[str]:
+def _not_graded(graded: Graded) -> list[str]:
     """Why a notebook earned nothing without being judged (the grading itself failed), if it did."""
-    return [e for e in result.errors if e.startswith(NOT_GRADED)]
+    failure = graded.outcome.failure
+    return [] if failure is None else [f"could not be graded: {failure}"]
 
 
-def _earns_all(result: SubmissionResult | None) -> bool:
-    return result is not None and not result.errors and not result.lost()
-
-
-def _judge(repo: Course, report: LabReport, results: dict[tuple[str, str], SubmissionResult]) -> None:
-    ref, untouched = report.reference, report.untouched
+def _judge(repo: Course, report: LabReport, results: dict[tuple[str, str], Graded]) -> None:
+    ref, untouched = results.get((report.lab, REFERENCE)), results.get((report.lab, UNTOUCHED))
     if ref is not None:
+        report.reference = ref.outcome
+        report.problems += [f"the solution notebook {e}" for e in _not_graded(ref)]
         report.problems += [f"the solution notebook raised an error in {e}" for e in ref.errors]
-        if ref.max_auto_score == 0:
+        if ref.outcome.max_auto_score == 0:
             report.problems.append("the lab has no autograded tests")
-        report.problems += [f"the solution loses points in {t}: {ref.messages.get(t, '')}" for t in sorted(ref.lost())]
+        messages = {t.grade_id: t.message for t in ref.outcome.tests}
+        report.problems += [f"the solution loses points in {t}: {messages[t]}" for t in sorted(ref.outcome.lost())]
     if untouched is not None:
+        report.untouched = untouched.outcome
         report.problems += [f"the untouched release {e}" for e in _not_graded(untouched)]
-        earned = [t.grade_id for t in untouched.tests if t.autograded and t.score > 0]
+        earned = [t.grade_id for t in untouched.outcome.tests if t.autograded and (t.score or 0) > 0]
         report.problems += [f"the untouched release earns points in {t}" for t in earned]
     for mistake in repo.mistakes(report.lab):
         result = results.get((report.lab, f"mistake_{mistake.name}"))
@@ -276,7 +297,6 @@ def _judge(repo: Course, report: LabReport, results: dict[tuple[str, str], Submi
             continue
         if _not_graded(result):
             report.problems += [f"mistake {mistake.name!r} {e}" for e in _not_graded(result)]
-        elif result.lost() != mistake.loses:
-            report.problems.append(
-                f"mistake {mistake.name!r} should lose exactly {sorted(mistake.loses)} but loses {sorted(result.lost())}"
-            )
+        elif result.outcome.lost() != mistake.loses:
+            report.problems.append(f"mistake {mistake.name!r} should lose exactly {sorted(mistake.loses)} but loses "
+                                   f"{sorted(result.outcome.lost())}")

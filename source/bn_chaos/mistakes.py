@@ -59,6 +59,12 @@ MISTAKES = [
         "loses": ["test_prediction_lambda_32"],
     },
     {
+        "name": "eval_variance_of_training_mode",
+        "explanation": "Predicts V = 1 in evaluation mode, as if BatchNorm normalized with the batch's statistics there too.",
+        "edits": {"prediction_eval_correlation": [("prediction_eval_variance = 1 / 2**8", "prediction_eval_variance = 1.0")]},
+        "loses": ["test_prediction_eval_correlation"],
+    },
+    {
         "name": "float64_cloud",
         "explanation": "Predicts that float64 shows the same cloud as float32, taking the round-off for the chaos between batches.",
         "edits": {"prediction_float64_shape": [('\nprediction_float64_shape = "ellipse"\n', '\nprediction_float64_shape = "cloud"\n')]},
@@ -75,6 +81,12 @@ MISTAKES = [
         "name": "gradients_accumulate",
         "explanation": "Never zeroes the gradients, so a second call adds to the first call's gradients.",
         "edits": {"weight_grad_sq_norms": [("    model.zero_grad()\n", "")]},
+        "loses": ["test_weight_grad_sq_norms"],
+    },
+    {
+        "name": "model_run_twice",
+        "explanation": "Runs the model once to look at its output and again for the loss, so each call moves BatchNorm's running statistics twice.",
+        "edits": {"weight_grad_sq_norms": [("    loss = (model(X) * G).sum()\n", "    model(X)\n    loss = (model(X) * G).sum()\n")]},
         "loses": ["test_weight_grad_sq_norms"],
     },
     {

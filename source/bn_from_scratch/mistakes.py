@@ -176,9 +176,21 @@ MISTAKES = [
         "loses": ["test_prediction_wrong_nodes"],
     },
     {
-        "name": "predicts_rounding_noise_for_all_ones",
-        "explanation": "Predicts a nonzero gradient for an all-ones upstream gradient.",
-        "edits": {"prediction_all_ones": [("prediction_all_ones_max_dx = 0.0", "prediction_all_ones_max_dx = 1.0")]},
+        "name": "predicts_only_the_mean_removed",
+        "explanation": "Removes only the all-ones direction from a random upstream column, forgetting x_hat: (N - 1) / N.",
+        "edits": {"prediction_all_ones": [("prediction_kept_fraction = 38 / 40", "prediction_kept_fraction = 39 / 40")]},
         "loses": ["test_prediction_all_ones"],
+    },
+    {
+        "name": "float32_error_independent_of_step",
+        "explanation": "Predicts for h = 1e-3 the error of h = 1e-5, forgetting that the rounding error is divided by h.",
+        "edits": {"prediction_float32": [("prediction_float32_rel_error = 2e-4", "prediction_float32_rel_error = 2e-2")]},
+        "loses": ["test_prediction_float32"],
+    },
+    {
+        "name": "alone_accuracy_of_four_classes",
+        "explanation": "Predicts for five classes the one-point accuracy of four, the share of one class in the run.",
+        "edits": {"prediction_alone": [("prediction_alone_accuracy = 1 / 5", "prediction_alone_accuracy = 0.25")]},
+        "loses": ["test_prediction_alone"],
     },
 ]

@@ -129,8 +129,32 @@ MISTAKES = [
     {
         "name": "predicts_std_one",
         "explanation": "predicts that BatchNorm's training-mode output has torch.std exactly 1",
-        "edits": {"predict_two_modes": [("prediction_train_std = (25 / 24) ** 0.5", "prediction_train_std = 1.0")]},
+        "edits": {"predict_two_modes": [("prediction_train_std = (10 / 9) ** 0.5", "prediction_train_std = 1.0")]},
         "loses": ["test_prediction_train_std"],
+    },
+    {
+        "name": "predicts_std_of_runs_batch",
+        "explanation": "predicts the torch.std of the run's batch of 25 instead of the asked batch of 10",
+        "edits": {"predict_two_modes": [("prediction_train_std = (10 / 9) ** 0.5", "prediction_train_std = (25 / 24) ** 0.5")]},
+        "loses": ["test_prediction_train_std"],
+    },
+    {
+        "name": "running_mean_at_runs_momentum",
+        "explanation": "predicts the running mean with the run's momentum 0.1 instead of the asked 0.3",
+        "edits": {"predict_running_mean": [("5 * (1 - 0.7 ** 6)", "5 * (1 - 0.9 ** 6)")]},
+        "loses": ["test_prediction_running_mean_6"],
+    },
+    {
+        "name": "within_1pct_rounded_down",
+        "explanation": "rounds ln 0.01 / ln 0.7 = 12.9 down, a batch before the running mean is within 1 %",
+        "edits": {"predict_running_mean": [("prediction_batches_within_1pct = 13", "prediction_batches_within_1pct = 12")]},
+        "loses": ["test_prediction_batches_within_1pct"],
+    },
+    {
+        "name": "times_closer_at_300_batches",
+        "explanation": "predicts the ratio of the errors after the run's 300 batches, not after 800",
+        "edits": {"predict_closer": [("(800 * 0.1 / (2 - 0.1)) ** 0.5", "(300 * 0.1 / (2 - 0.1)) ** 0.5")]},
+        "loses": ["test_prediction_closer"],
     },
     {
         "name": "predicts_normalization_in_eval",

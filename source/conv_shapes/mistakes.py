@@ -29,14 +29,14 @@ MISTAKES = [
     },
     {
         "name": "predicts_ceil_for_stride",
-        "explanation": "predicts the strided side as 10 / 3 rounded up",
-        "edits": {"predict_one_side": [("prediction_stride = 3", "prediction_stride = 4")]},
+        "explanation": "predicts the strided side as 64 / 2, counting a last window that does not fit",
+        "edits": {"predict_one_side": [("prediction_stride = 31", "prediction_stride = 32")]},
         "loses": ["test_prediction_stride"],
     },
     {
         "name": "predicts_without_biases",
         "explanation": "predicts the parameter count without the biases",
-        "edits": {"predict_layer": [("prediction_param_count = 16 * 3 * 5 * 5 + 16", "prediction_param_count = 16 * 3 * 5 * 5")]},
+        "edits": {"predict_layer": [("prediction_param_count = 32 * 16 * 3 * 3 + 32", "prediction_param_count = 32 * 16 * 3 * 3")]},
         "loses": ["test_prediction_param_count"],
     },
     {
@@ -76,6 +76,13 @@ MISTAKES = [
         "name": "height_settings_for_width",
         "explanation": "uses the first entry of every (height, width) setting for both sides (square settings hide it)",
         "edits": {"predict_shapes": [("output_size(w, k[1], p[1], s[1], d[1])", "output_size(w, k[0], p[0], s[0], d[0])")]},
+        "loses": ["test_predict_shapes_random_stacks"],
+    },
+    {
+        "name": "ignores_output_size",
+        "explanation": "calls conv_output_size itself instead of the output_size it is given (the tests' rule is ignored)",
+        "edits": {"predict_shapes": [("height = output_size(h, k[0]", "height = conv_output_size(h, k[0]"),
+                                     ("width = output_size(w, k[1]", "width = conv_output_size(w, k[1]")]},
         "loses": ["test_predict_shapes_random_stacks"],
     },
     {

@@ -64,6 +64,12 @@ MISTAKES = [
         "loses": ["test_prediction_raw_lr"],
     },
     {
+        "name": "raw_lr_units_as_recorded",
+        "explanation": "Computes the limit of the data as recorded (s1 in mg/dL), the value the run measures, not the one asked for.",
+        "edits": {"prediction_raw_lr": [("hessian(X_raw / s1_in_mmol, intercept=True)", "hessian(X_raw, intercept=True)")]},
+        "loses": ["test_prediction_raw_lr"],
+    },
+    {
         "name": "raw_lr_smallest_eigenvalue",
         "explanation": "Uses the smallest eigenvalue instead of the largest: a step that blows up every other direction.",
         "edits": {"prediction_raw_lr": [(".max().item()", ".min().item()")]},

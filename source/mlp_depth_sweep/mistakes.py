@@ -87,6 +87,14 @@ MISTAKES = [
         "loses": ["test_train_epoch", "test_train_epoch_state"],
     },
     {
+        "name": "second_forward_for_the_loss",
+        "explanation": "runs the model a second time on each batch to record its loss: in training mode that moves "
+                       "BatchNorm's running statistics twice per step (and records the loss after the step)",
+        "edits": {"train_epoch": [("total += loss.item() * len(idx)",
+                                   "total += F.cross_entropy(model(X[idx]), y[idx]).item() * len(idx)")]},
+        "loses": ["test_train_epoch"],
+    },
+    {
         "name": "loss_tensor_returned",
         "explanation": "adds up the loss tensors instead of their values, returning a tensor that keeps every "
                        "batch's autograd graph alive",
@@ -131,8 +139,17 @@ MISTAKES = [
     },
     {
         "name": "mean_square_after_relu",
-        "explanation": "predicts the mean square of the ReLU's outputs (the inputs' 1) instead of the pre-activations'",
-        "edits": {"predict_mean_square": [("prediction_mean_square_50 = 2.0", "prediction_mean_square_50 = 1.0")]},
+        "explanation": "predicts the mean square of the ReLU's outputs (the inputs' 1.25) instead of the "
+                       "pre-activations'",
+        "edits": {"predict_mean_square": [("prediction_mean_square_50 = 2 * (0.5 ** 2 + 1.0)",
+                                           "prediction_mean_square_50 = 0.5 ** 2 + 1.0")]},
+        "loses": ["test_prediction_mean_square"],
+    },
+    {
+        "name": "variance_for_mean_square",
+        "explanation": "uses the inputs' variance where their mean square enters, as if they were centered",
+        "edits": {"predict_mean_square": [("prediction_mean_square_50 = 2 * (0.5 ** 2 + 1.0)",
+                                           "prediction_mean_square_50 = 2 * 1.0")]},
         "loses": ["test_prediction_mean_square"],
     },
     {
@@ -152,14 +169,21 @@ MISTAKES = [
     },
     {
         "name": "squared_norm_ratio",
-        "explanation": "compounds lambda over the 48 layers without the square root: the ratio of squared norms",
-        "edits": {"predict_gradient_growth": [("prediction_lambda_32 ** (48 / 2)", "prediction_lambda_32 ** 48")]},
+        "explanation": "compounds lambda over the 40 layers without the square root: the ratio of squared norms",
+        "edits": {"predict_gradient_growth": [("prediction_lambda_32 ** (40 / 2)", "prediction_lambda_32 ** 40")]},
         "loses": ["test_prediction_grad_ratio"],
     },
     {
-        "name": "growth_in_last_layers",
-        "explanation": "expects the layers nearest the loss to change the most",
-        "edits": {"predict_weight_growth": [('prediction_fastest_growing = "first"', 'prediction_fastest_growing = "last"')]},
+        "name": "ratio_from_layer_2",
+        "explanation": "counts the layers from the second hidden layer, as the run's table does, not from the tenth",
+        "edits": {"predict_gradient_growth": [("prediction_lambda_32 ** (40 / 2)", "prediction_lambda_32 ** (48 / 2)")]},
+        "loses": ["test_prediction_grad_ratio"],
+    },
+    {
+        "name": "norm_ratio_for_squared_norms",
+        "explanation": "takes the ratio of the gradient norms, although a step adds lr^2 |grad|^2 to the squared norm",
+        "edits": {"predict_weight_growth": [("prediction_sq_norm_increase_ratio = math.pow(prediction_lambda_32, 40)",
+                                             "prediction_sq_norm_increase_ratio = math.pow(prediction_lambda_32, 20)")]},
         "loses": ["test_prediction_weight_growth"],
     },
 ]

@@ -121,4 +121,34 @@ MISTAKES = [
                                       "    cos = a @ b / (a.norm() * b.norm())\n    return torch.acos(cos.clamp(-1.0, 1.0))")]},
         "loses": ["test_angular_update_example", "test_angular_update_random"],
     },
+    {
+        "name": "counts_before_refusing",
+        "explanation": "counts the batch before checking it, so a refused input still moves num_batches_tracked",
+        "edits": {"my_batchnorm2d": [("            n = X.numel() // X.shape[1]  # values per channel: N * H * W\n",
+                                      "            self.num_batches_tracked += 1\n"
+                                      "            n = X.numel() // X.shape[1]  # values per channel: N * H * W\n"),
+                                     ("                self.num_batches_tracked += 1\n", "")]},
+        "loses": ["test_my_batchnorm2d_train"],
+    },
+    {
+        "name": "iid_spread_over_images",
+        "explanation": "counts the 16 images as the independent values, not their 16 x 14 x 14 values",
+        "edits": {"predict_noise": [("prediction_iid_spread = 1 / math.sqrt(16 * 14 * 14)",
+                                     "prediction_iid_spread = 1 / math.sqrt(16)")]},
+        "loses": ["test_prediction_iid_spread"],
+    },
+    {
+        "name": "spread_ratio_upside_down",
+        "explanation": "gives the spread at batch size 2 as a multiple of the spread at 128",
+        "edits": {"predict_noise": [("prediction_spread_ratio = math.sqrt(2 / 128)",
+                                     "prediction_spread_ratio = math.sqrt(128 / 2)")]},
+        "loses": ["test_prediction_spread_ratio"],
+    },
+    {
+        "name": "equilibrium_of_the_run",
+        "explanation": "predicts the equilibrium angle for the run's weight decay 0.01 instead of 0.04",
+        "edits": {"predict_equilibrium": [("prediction_equilibrium_angle = math.sqrt(2 * 0.2 * 0.04)",
+                                           "prediction_equilibrium_angle = math.sqrt(2 * 0.2 * 0.01)")]},
+        "loses": ["test_prediction_equilibrium_angle"],
+    },
 ]

@@ -168,9 +168,21 @@ MISTAKES = [
     # predictions
     {
         "name": "idealized_stream_prediction",
-        "explanation": "Predicts V = 2 after each block of the BN-on-the-stream network, taking Var(f(x)) = Var(x).",
-        "edits": {"predict_five_blocks": [("prediction_stream = 1 + (1 - 1 / math.pi)", "prediction_stream = 2.0")]},
+        "explanation": "Predicts V = 1 + alpha^2 = 10 after each block of the BN-on-the-stream network at alpha = 3, taking Var(f(x)) = Var(x).",
+        "edits": {"predict_five_blocks": [("prediction_stream = 1 + 9 * (1 - 1 / math.pi)", "prediction_stream = 1 + 3.0**2")]},
         "loses": ["test_prediction_stream"],
+    },
+    {
+        "name": "stream_prediction_at_alpha_one",
+        "explanation": "Predicts the stream's V at alpha = 1, the value the run shows, instead of applying the law at alpha = 3.",
+        "edits": {"predict_five_blocks": [("prediction_stream = 1 + 9 * (1 - 1 / math.pi)", "prediction_stream = 1.69")]},
+        "loses": ["test_prediction_stream"],
+    },
+    {
+        "name": "branch_alpha_not_squared",
+        "explanation": "Scales the branch's contribution by alpha instead of alpha squared, for BN in the branch at alpha = 0.5.",
+        "edits": {"predict_five_blocks": [("prediction_branch = 5 * (1 - 1 / math.pi) / 4", "prediction_branch = 5 * (1 - 1 / math.pi) / 2")]},
+        "loses": ["test_prediction_branch"],
     },
     {
         "name": "one_block_ratio",
@@ -178,11 +190,5 @@ MISTAKES = [
         "edits": {"predict_five_blocks": [("prediction_plain = ((2 - 1 / math.pi) ** 5, 2.0**5)",
                                            "prediction_plain = (2 - 1 / math.pi, 2.0)")]},
         "loses": ["test_prediction_plain"],
-    },
-    {
-        "name": "worst_start_branch",
-        "explanation": "Predicts that BN in the branch starts worst (it has the largest variance of the two BN networks).",
-        "edits": {"predict_training": [("prediction_worst_start = \"plain\"", "prediction_worst_start = \"BN in the branch\"")]},
-        "loses": ["test_prediction_worst_start"],
     },
 ]

@@ -8,7 +8,8 @@ import pytest
 
 import lab_notebooks as ln
 from course_utils.grading.classroom import grade_lab
-from course_utils.grading.course import Course, SubmissionResult
+from course_utils.grading.course import Course
+from course_utils.grading.results import SubmissionOutcome
 from lab_server import require_browser
 
 require_browser()
@@ -24,7 +25,7 @@ SOLUTION, MISTAKE = "solution", "typical_mistake"
 
 
 @pytest.fixture(scope="module")
-def graded(course_root, kernel_env) -> dict[str, SubmissionResult]:
+def graded(course_root, kernel_env) -> dict[str, SubmissionOutcome]:
     """Release every lab, then submit and grade (as `course grade` does) the solution and the first typical mistake
     of GRADED_LAB."""
     course = Course(course_root)
@@ -35,7 +36,7 @@ def graded(course_root, kernel_env) -> dict[str, SubmissionResult]:
             course.release(lab)
         course.submit(GRADED_LAB, SOLUTION, ln.read(course.source_notebook(GRADED_LAB)))
         course.submit(GRADED_LAB, MISTAKE, course.notebook_with_mistake(GRADED_LAB, course.mistakes(GRADED_LAB)[0]))
-        return {o.student: o.result for o in grade_lab(course, GRADED_LAB, workers=2, progress=False)}
+        return {o.student: o for o in grade_lab(course, GRADED_LAB, workers=2, progress=False)}
 
 
 def shown(score: float, max_score: float) -> str:
@@ -62,7 +63,7 @@ def test_formgrader_lists_labs_and_shows_autograded_scores(graded, course_root, 
     row.locator("td.num-submissions a").click()
     for student, result in graded.items():
         submission = frame.locator("#main-table tr", has=frame.locator("td.student-id", has_text=student))
-        total = shown(sum(t.score for t in result.tests), sum(t.max_score for t in result.tests))
+        total = shown(sum(t.score or 0 for t in result.tests), sum(t.max_points for t in result.tests))
         expect(submission.locator("td.score")).to_have_text(total, timeout=60_000)
         expect(submission.locator("td.status")).to_have_text("needs manual grading")
     solution, mistake = graded[SOLUTION], graded[MISTAKE]

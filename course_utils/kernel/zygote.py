@@ -1,7 +1,8 @@
 """Grading kernels forked from a warm process that has already imported torch, NumPy, matplotlib and ipykernel.
 
 Importing torch costs more CPU than grading a short lab, so each grading process keeps one *zygote*
-(`python -m course_utils.grading.zygote SOCKET`) that imports those modules once, holds nothing else (no
+(`python -I -m course_utils.kernel.zygote SOCKET`, run from its own folder, so that it imports the installed
+`course_utils`, never a copy in the course folder) that imports those modules once, holds nothing else (no
 submission, no test, none of the instructor's environment) and forks a kernel for each request:
 
 1. the fork joins the job's cgroups, then the namespaces of the job's bubblewrap sandbox (`setns`, as
@@ -31,12 +32,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from .sandbox import SANDBOX_UID
 
 # torch._dynamo: the first optimizer a kernel builds imports it, which costs seconds of CPU per kernel.
 PRELOAD = ["numpy", "torch", "torch.nn", "torch.nn.functional", "torch.optim", "torch._dynamo", "torchvision", "matplotlib",
            "matplotlib.font_manager", "tqdm.auto", "ipykernel.kernelapp", "ipykernel.ipkernel", "course_utils",
-           "course_utils.checks", "course_utils.testing", "course_utils.grading.kernel"]
+           "course_utils.checks", "course_utils.testing", "course_utils.kernel"]
+SANDBOX_UID = 1000  # the kernel's user inside its sandbox
 FOLDER_PREFIX = "course-zygote-"  # then the grading process's pid: a folder whose owner is gone is removed
 WAIT_FOR_ZYGOTE_S = 120.0  # a zygote still importing at the first submission is worth waiting for
 NAMESPACES = [("pid", 0x20000000), ("net", 0x40000000), ("ipc", 0x08000000), ("uts", 0x04000000),
@@ -115,7 +116,7 @@ def _become_kernel(request: dict) -> None:
     os.environ.update(request["env"])
     _limit(request)
     _fresh_state(request)
-    from .kernel import start
+    from . import start
 
     start(str(connection))
 
@@ -303,9 +304,9 @@ def cold_kernel(request: dict) -> KernelProcess:
     """A kernel started from a fresh interpreter (no zygote), by the same steps as a zygote's fork."""
     mine, theirs = socket.socketpair()
     try:
-        process = subprocess.Popen([sys.executable, "-m", "course_utils.grading.zygote", "--kernel", str(theirs.fileno())],
+        process = subprocess.Popen([sys.executable, "-I", "-m", "course_utils.kernel.zygote", "--kernel", str(theirs.fileno())],
                                    pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL, env=_clean_env({}))
+                                   stderr=subprocess.DEVNULL, env=_clean_env({}), cwd="/")
     finally:
         theirs.close()
     mine.sendall((json.dumps(request) + "\n").encode())
@@ -345,9 +346,9 @@ class Zygote:
         if os.path.exists(self.path):
             os.unlink(self.path)
         env = _clean_env({"MPLCONFIGDIR": str(self.folder / "matplotlib"), "OPENBLAS_NUM_THREADS": "1"})
-        self.process = subprocess.Popen([sys.executable, "-m", "course_utils.grading.zygote", self.path],
+        self.process = subprocess.Popen([sys.executable, "-I", "-m", "course_utils.kernel.zygote", self.path],
                                         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                        env=env)
+                                        env=env, cwd=self.folder)
 
     def fork(self, request: dict) -> KernelProcess:
         """A kernel for `request`, forked from the zygote (or started cold when there is none)."""
