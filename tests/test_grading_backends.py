@@ -79,7 +79,8 @@ def test_grading_fans_out_over_a_running_dask_cluster(tmp_path, dask_scheduler):
         outcomes = grade_lab(course, LAB, scheduler=address, limits=LIMITS, force=True, progress=False)
         assert {o.student: o.auto_score for o in outcomes} == STUDENTS
         assert any("exited with status 1" in str(n) for n in next(o for o in outcomes if o.student == "kernel_dies").notes)
-        used = {json.loads(p.read_text())["worker"] for p in (course.root / "grading" / LAB / "state").glob("*.json")}
+        states = (course.root / "grading" / LAB / "state").glob("*.json")
+        used = {json.loads(p.read_text())["outcome"]["worker"] for p in states}
         assert used == workers  # both worker processes graded
         zygotes = [p for p in grading_processes() if "kernel.zygote" in p and "--kernel" not in p]
         assert len(zygotes) == 2, zygotes

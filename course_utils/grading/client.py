@@ -36,6 +36,7 @@ MAX_FRAME_BYTES = 128 * 2**20  # one part of a message; ZMQ drops the connection
 MAX_CONTENT_BYTES = 8 * 2**20  # the JSON content of one message; a larger one is dropped unread
 MAX_HEADER_BYTES = 64 * 2**10  # each of a message's header, parent header and metadata
 QUEUED_MESSAGES = 2  # complete messages ZMQ may hold per socket in this process (ZMQ_RCVHWM)
+SEND_TIMEOUT_MS = 5000  # a request to a kernel whose connection is gone fails instead of blocking (ZMQ_SNDTIMEO)
 OUTPUT_LIMIT_BYTES = 1_000_000  # output one cell may leave in the graded notebook (a few plots)
 INTERRUPT_GRACE_S = 5.0  # how long an interrupted cell may take to stop
 QUIET_AFTER_REPLY_S = 2.0  # after the kernel's reply, how long without its published messages means idle
@@ -154,6 +155,7 @@ class KernelClient:
         self.context.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)
         self.context.setsockopt(zmq.RCVHWM, QUEUED_MESSAGES)
         self.context.setsockopt(zmq.LINGER, 0)
+        self.context.setsockopt(zmq.SNDTIMEO, SEND_TIMEOUT_MS)
         # Connect once, to the sockets the kernel made before any student code ran: a reconnection would look
         # the path up again, and the student's code could by then have turned it into a link elsewhere.
         self.context.setsockopt(zmq.RECONNECT_IVL, -1)
@@ -242,12 +244,21 @@ class KernelClient:
         if reason:
             raise KernelLost(reason)
 
+    def _send(self, kind: str, content: dict, buffers: list[bytes] | None = None) -> dict:
+        """Send one request on the shell channel; a kernel that can no longer take it (its connection is gone, and
+        it is never connected again) is lost, never waited for."""
+        try:
+            return self.session.send(self.shell, kind, content, buffers=buffers)
+        except zmq.Again:
+            self._check_alive()
+            raise KernelLost("the grading kernel's connection to the grader is gone") from None
+
     def wait_ready(self, timeout_s: float) -> None:
         """Wait until the kernel answers on its shell and its published messages arrive here."""
         deadline, round_s = time.monotonic() + timeout_s, 1.0
         while time.monotonic() < deadline:
             self._check_alive()
-            msg_id = self.session.send(self.shell, "kernel_info_request", {})["header"]["msg_id"]
+            msg_id = self._send("kernel_info_request", {})["header"]["msg_id"]
             replied = published = False
             until = min(deadline, time.monotonic() + round_s)
             round_s = min(2 * round_s, 8.0)  # a kernel slowed by a busy machine gets longer to answer
@@ -312,7 +323,7 @@ class KernelClient:
 
     def execute(self, code: str, deadline: float, outputs: Outputs) -> None:
         """Run one cell, collecting its outputs in `outputs` (kept when it raises CellTimeout or KernelLost)."""
-        msg = self.session.send(self.shell, "execute_request", {
+        msg = self._send("execute_request", {
             "code": code, "silent": False, "store_history": True, "user_expressions": {}, "allow_stdin": False,
             "stop_on_error": False})
         self._wait(msg["header"]["msg_id"], deadline, outputs)
@@ -321,7 +332,7 @@ class KernelClient:
         """One request to the agent: its answer (data, buffers); what the student's code prints goes to `outputs`."""
         if not self.comm_id:
             self.comm_id = os.urandom(16).hex()
-            opened = self.session.send(self.shell, "comm_open", {
+            opened = self._send("comm_open", {
                 "comm_id": self.comm_id, "target_name": "course.referee", "data": {}})
             self._wait(opened["header"]["msg_id"], deadline, Outputs())
         self.requests += 1
@@ -336,7 +347,7 @@ class KernelClient:
 
         too_large: list = []
 
-        msg = self.session.send(self.shell, "comm_msg", {"comm_id": self.comm_id, "data": data}, buffers=buffers)
+        msg = self._send("comm_msg", {"comm_id": self.comm_id, "data": data}, buffers)
         self._wait(msg["header"]["msg_id"], deadline, outputs, on_comm)
         if not answers and too_large:
             raise wire.WireError(f"an answer larger than the grader reads ({wire.MAX_BYTES // 2**20} MiB)")

@@ -251,6 +251,8 @@ def validate(repo: Course, labs: list[str], pool: GradingPool, mutants: bool = T
         _judge(repo, report, results)
     pending = set(repo.config.get("CopyCheck", {}).get("pending", []))
     for lab in prepared:
+        if not repo.release_notebook(lab).is_file():
+            continue  # reported above: the release is missing
         copyable = copycheck.copyable(repo, lab, pool)
         if lab not in pending:
             reports[lab].problems += copyable
