@@ -13,10 +13,6 @@ c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedb
                             "equivalent_mutants.json"]
 # `course validate` fails a lab whose tests kill less than this share of the non-equivalent mutants.
 c.Mutants.threshold = 0.9
-# `course validate` fails a lab whose graded predictions accept a value the lab prints or states (the copy check),
-# except the labs listed here, whose predictions are still being rewritten: their problems are printed, and a
-# listed lab that passes fails validation until it is taken off the list.
-c.CopyCheck.pending = ["adversarial_spheres"]
 # Instructor-only cells (tag `instructor`) and the run's widget state stay out of the student version.
 c.GenerateAssignment.preprocessors = [InstructorOnly, *GenerateAssignment.class_traits()["preprocessors"].default()]
 

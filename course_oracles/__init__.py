@@ -8,15 +8,6 @@ grade, and load on first use.
 
 from __future__ import annotations
 
-import importlib
-from types import ModuleType
+from course_utils.lazy import submodule_loader
 
-
-def __getattr__(name: str) -> ModuleType:
-    """Import `course_oracles.<name>` when a test first touches `co.<name>`."""
-    try:
-        return importlib.import_module(f".{name}", __name__)
-    except ModuleNotFoundError as err:
-        if err.name != f"{__name__}.{name}":
-            raise
-        raise AttributeError(f"course_oracles has no module named {name!r}") from None
+__getattr__ = submodule_loader(__name__)

@@ -24,11 +24,12 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .norm_checks import OWN_WORK, _bn_backward, _bn_forward, _reference_cache, check_array
+from .norm_checks import OWN_WORK, _bn_backward, _bn_forward, call_leaving_inputs, check_array
 from .testing import check_no_calls, probe
 
 PARAMS = ("W", "gamma", "beta")
 REPLICA_NODES = ("W", "gamma", "beta", "logits", "mu", "xc", "var", "std", "x_hat", "Z")  # as torch_replica lists them
+OTHER_EPS, OTHER_SCALES = 0.25, (3.0, 2.0)  # the pieces of `_other_layers`: bn_forward's eps, the loss's and backward's factors
 
 
 # ---------------------------------------------------------------- data and parameters
@@ -90,6 +91,20 @@ def _reference_layers() -> dict[str, Callable]:
     return {"bn_forward": _bn_forward, "bn_backward": _bn_backward,
             "softmax_cross_entropy": _softmax_cross_entropy,
             "update_running_stats": _update_running_stats, "bn_forward_test": _bn_forward_test}
+
+
+def _scaled(factor: float, layer: Callable, *args) -> tuple:
+    """`layer(*args)` with every part of its result multiplied by `factor`: a valid layer unlike the lab's."""
+    return tuple(factor * part for part in layer(*args))
+
+
+def _other_layers() -> dict[str, Callable]:
+    """Reference pieces that differ from the lab's: batch norm with eps = OTHER_EPS, the loss and batch norm's
+    backward pass scaled by OTHER_SCALES. A classifier that takes its layers from `layers` gives the loss times
+    the loss's factor and gradients times both factors; one that uses pieces of its own does not."""
+    return {**_reference_layers(), "bn_forward": functools.partial(_bn_forward, eps=OTHER_EPS),
+            "softmax_cross_entropy": functools.partial(_scaled, OTHER_SCALES[0], _softmax_cross_entropy),
+            "bn_backward": functools.partial(_scaled, OTHER_SCALES[1], _bn_backward)}
 
 
 def _loss_and_grads(params: dict, X: np.ndarray, y: np.ndarray, layers: dict | None = None,
@@ -196,9 +211,10 @@ def torch_replica(X: np.ndarray, y: np.ndarray, params: dict, eps: float = 1e-5,
                   "std": std, "x_hat": x_hat, "Z": Z}
 
 
-def _replica_grads(X: np.ndarray, y: np.ndarray, params: dict, sqrt_slip: bool = False) -> dict[str, np.ndarray]:
+def _replica_grads(X: np.ndarray, y: np.ndarray, params: dict, sqrt_slip: bool = False,
+                   eps: float = 1e-5) -> dict[str, np.ndarray]:
     """The gradient of the loss at every node of `torch_replica`, by `retain_grad` (the tests' oracle)."""
-    loss, nodes = torch_replica(X, y, params, sqrt_slip=sqrt_slip)
+    loss, nodes = torch_replica(X, y, params, eps=eps, sqrt_slip=sqrt_slip)
     for t in nodes.values():
         t.retain_grad()
     loss.backward()
@@ -226,11 +242,6 @@ def _scalar(value: Any, name: str, where: str) -> float:
         raise AssertionError(f"{name} should be a number (a Python or NumPy float), but it is a "
                              f"{type(value).__name__} {where}.")
     return float(value)
-
-
-def _unchanged(before: Any, after: Any, name: str, who: str) -> None:
-    if not (isinstance(after, np.ndarray) and after.shape == before.shape and np.array_equal(after, before)):
-        raise AssertionError(f"{who} changed {name} in place; it must leave its inputs as they were.")
 
 
 def _softmax_case(rng: np.random.Generator, dtype: np.dtype, scale: float, n: int | None = None):
@@ -262,10 +273,7 @@ def check_softmax_cross_entropy(softmax_ce: Callable, name: str, trials: int = 6
             else extreme[trial - trials]
         dtype = logits.dtype
         where = f"for logits of shape {logits.shape} ({dtype}) and size about {scale:g}"
-        mine_logits, mine_labels = logits.copy(), labels.copy()
-        result = softmax_ce(mine_logits, mine_labels)
-        _unchanged(logits, mine_logits, "logits", name)
-        _unchanged(labels, mine_labels, "y", name)
+        result = call_leaving_inputs(softmax_ce, name, logits, labels, hint="work on new arrays")
         if not (isinstance(result, tuple) and len(result) == 2):
             raise AssertionError(f"{name} should return a tuple (loss, dlogits), but it returned a "
                                  f"{type(result).__name__} {where}.")
@@ -327,9 +335,10 @@ def check_loss_and_grads(loss_and_grads: Callable, name: str, trials: int = 6, s
     """Check `loss_and_grads(params, X, y, layers) -> (loss, grads)` of the whole classifier against torch autograd.
 
     The function gets the reference pieces (`_reference_layers()`), so only its own step is graded: the chain rule
-    through the logits X @ W and the composition of the layers. Random sizes (a batch of one included), float32
-    and float64; a number and a dict of arrays of the parameters' shapes and dtypes; params, X and y unchanged.
-    Used by bn_from_scratch.
+    through the logits X @ W and the composition of the layers. Every third trial hands it other valid pieces
+    (`_other_layers()`), so that one which uses pieces of its own instead of `layers` fails. Random sizes (a batch
+    of one included), float32 and float64; a number and a dict of arrays of the parameters' shapes and dtypes;
+    params, X and y unchanged. Used by bn_from_scratch.
     """
     check_no_calls(loss_and_grads, OWN_WORK, name)
     rng = np.random.default_rng(seed)
@@ -342,22 +351,20 @@ def check_loss_and_grads(loss_and_grads: Callable, name: str, trials: int = 6, s
         params = {"W": rng.normal(size=(f, c)), "gamma": rng.uniform(0.5, 2, size=c) * rng.choice([-1, 1], size=c),
                   "beta": rng.normal(size=c), "running_mean": rng.normal(size=c), "running_var": rng.uniform(0.5, 2, size=c)}
         params = {k: v.astype(dtype) for k, v in params.items()}
+        other = trial % 3 == 2
         where = f"for X of shape {X.shape} ({dtype}{', a batch of one' if n == 1 else ''}) and {c} classes"
-        mine = {k: v.copy() for k, v in params.items()}
-        mine_X, mine_y = X.copy(), y.copy()
-        result = loss_and_grads(mine, mine_X, mine_y, _reference_layers())
-        for key, value in params.items():
-            if key not in mine:
-                raise AssertionError(f"{name} removed {key!r} from params; it must leave params as they were.")
-            _unchanged(value, mine[key], f"params[{key!r}]", name)
-        _unchanged(X, mine_X, "X", name)
-        _unchanged(y, mine_y, "y", name)
+        if other:
+            where += (f", given layers other than the lab's (bn_forward with eps={OTHER_EPS}, the loss and "
+                      f"bn_backward multiplied by {OTHER_SCALES[0]:g} and {OTHER_SCALES[1]:g}: use the layers you are given)")
+        result = call_leaving_inputs(loss_and_grads, name, params, X, y, _other_layers() if other else _reference_layers(),
+                                     hint="work on new arrays")
         if not (isinstance(result, tuple) and len(result) == 2):
             raise AssertionError(f"{name} should return a tuple (loss, grads), but it returned a {type(result).__name__}.")
         loss, grads = result
         loss = _scalar(loss, f"{name}'s loss", where)
-        want_loss, want = _loss_and_grads(params, X.astype(np.float64), y)
-        full = _replica_grads(X, y, params)
+        eps, (loss_factor, backward_factor) = (OTHER_EPS, OTHER_SCALES) if other else (1e-5, (1.0, 1.0))
+        want_loss = loss_factor * _loss_and_grads(params, X.astype(np.float64), y, eps=eps)[0]
+        full = {k: loss_factor * backward_factor * v for k, v in _replica_grads(X, y, params, eps=eps).items()}
         if not isinstance(grads, dict) or any(k not in grads for k in PARAMS):
             raise AssertionError(f"{name}'s grads should be a dict with the keys 'W', 'gamma' and 'beta', but it is "
                                  f"{type(grads).__name__}{' with keys ' + repr(sorted(grads)) if isinstance(grads, dict) else ''}.")
@@ -366,7 +373,7 @@ def check_loss_and_grads(loss_and_grads: Callable, name: str, trials: int = 6, s
             raise AssertionError(f"{name}'s loss is {loss:.8g} {where}; the classifier's loss is {want_loss:.8g}. "
                                  "The loss is softmax_cross_entropy of the batch-normalized logits.")
         slips = {"W": [("dW uses the gradient at the output of batch norm (dZ) instead of at its input (dlogits): the "
-                        "chain rule must pass through the batch-norm layer first", X.astype(np.float64).T @ full["Z"])]}
+                        "chain rule must pass through the batch-norm layer first", X.astype(np.float64).T @ full["Z"] / backward_factor)]}
         for key in PARAMS:
             check_array(grads[key], full[key], dtype, f"{name}'s gradient of {key}", where, slips.get(key, []))
 

@@ -4,8 +4,7 @@ that the bn_chaos lab builds on, so that its notebook holds only what it teaches
 - `circle_batches`: two minibatches on a circle that differ in one point;
 - `layer_outputs`: the activations after every BatchNorm layer of a plain `nn.Sequential`;
 - `shared_correlation`: how alike two batches' activations of their shared points are;
-- `affine_fit_residual`: how far a set of activations is from an affine image of the inputs;
-- `kernel_copy`: a probe for tests that need a model to stay in the student's kernel across calls.
+- `affine_fit_residual`: how far a set of activations is from an affine image of the inputs.
 """
 
 from __future__ import annotations
@@ -14,8 +13,6 @@ import math
 
 import torch
 from torch import nn
-
-from .testing import probe
 
 
 def circle_batches(width: int, batch_size: int = 64, perturbation: float = 0.1,
@@ -77,12 +74,3 @@ def affine_fit_residual(H: torch.Tensor, X: torch.Tensor, rtol: float = 1e-9) ->
     Hc = H - H.mean(dim=0)
     fit = A @ torch.linalg.lstsq(A, Hc).solution
     return float((Hc - fit).norm() / Hc.norm())
-
-
-@probe
-def kernel_copy(obj):
-    """`obj` itself, made where the student's code runs: in the referee the copy stays in the student's kernel
-    and comes back as a handle, so that state (gradients, modes) persists across calls of their functions.
-    In a notebook it returns `obj` unchanged. Used by bn_chaos's tests.
-    """
-    return obj

@@ -6,7 +6,6 @@ when the answer is right, so a test cell reads as a list of checks.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -140,15 +139,6 @@ class SideTable:
             raise KeyError(f"the output size was asked for n={n}, kernel_size={kernel_size}, padding={padding}, "
                            f"stride={stride}, dilation={dilation}, which no layer of the stack has on that axis")
         return self.sides[key]
-
-
-def refuse_forward(module: torch.nn.Module, inputs: Any) -> None:
-    """A forward pre-hook that fails every call of the module it is registered on.
-
-    Tests register it on layers whose output a student must reason out from the settings alone, so that
-    running the layer is reported as such. Used by conv_shapes.
-    """
-    raise RuntimeError(f"the layer {module} was run; work out the shape from its settings without running it")
 
 
 # Wrong versions of the conv output-size formula, each paired with the term a student got wrong. With

@@ -1,4 +1,4 @@
-"""Gradient checking: central finite differences in float64, one relative-error measure, a guard on autograd.
+"""Gradient checking: central finite differences in float64 and one relative-error measure.
 
 Two traps decide whether a gradient check means anything. Float32 rounding swamps the finite
 differences, so every input is promoted to float64. A constant upstream gradient (all ones) makes
@@ -9,14 +9,11 @@ a constant one.
 
 from __future__ import annotations
 
-import contextlib
 import warnings
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 import torch
-
-from .testing import probe
 
 
 def numerical_gradient(f: Callable[[np.ndarray], float], x: np.ndarray, h: float = 1e-5) -> np.ndarray:
@@ -88,34 +85,3 @@ def error_table(grads: dict[str, dict[str, np.ndarray]]) -> str:
     widths = [max(len(r[i]) for r in [headers] + rows) for i in range(len(headers))]
     line = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()
     return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
-
-
-@contextlib.contextmanager
-def forbid_autograd(name: str) -> Iterator[None]:
-    """Inside this block any call to torch autograd fails with a message saying `name` must work by hand.
-
-    Lets a test prove that a student's backward pass computes its gradients itself. Used by bn_from_scratch.
-    """
-    def refuse(*args, **kwargs):
-        raise AssertionError(
-            f"{name} called torch autograd (.backward() or torch.autograd.grad). The point of this "
-            "exercise is to compute the gradients by hand with NumPy from the cache."
-        )
-
-    saved = torch.autograd.backward, torch.autograd.grad
-    torch.autograd.backward, torch.autograd.grad = refuse, refuse
-    try:
-        yield
-    finally:
-        torch.autograd.backward, torch.autograd.grad = saved
-
-
-@probe
-def call_by_hand(func: Callable, name: str, *args):
-    """`func(*args)` with torch autograd switched off (`forbid_autograd`); run in the student's kernel when graded.
-
-    Lets a test prove at run time that a student's backward pass computes its gradients itself, whatever
-    helper it calls. Used by bn_from_scratch.
-    """
-    with forbid_autograd(name):
-        return func(*args)

@@ -18,14 +18,14 @@ the forward pass costs only the forward pass's test.
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .gradcheck import call_by_hand, rel_error
-from .testing import check_no_calls
+from .testing import check_no_calls, inputs_changed
 
 CACHE_KEYS = ("x", "gamma", "beta", "eps", "mu", "xc", "var", "std", "x_hat")
 NODES = ("beta", "gamma", "x_hat", "std", "var", "xc", "mu", "x")  # in the order backpropagation visits them
@@ -194,12 +194,14 @@ def _matches(got: np.ndarray, wrong: np.ndarray, want: np.ndarray, dtype: np.dty
     return bool(apart > TOL[dtype] and _error(got, wrong) < min(MATCH[dtype], apart / 10))
 
 
-def _unchanged(before: Any, after: Any, name: str, who: str) -> None:
-    same = (isinstance(after, np.ndarray) and after.shape == before.shape and np.array_equal(after, before)) \
-        if isinstance(before, np.ndarray) else after == before
-    if not same:
-        raise AssertionError(f"{who} changed its argument {name} in place; it must leave its inputs as they were "
-                             "(work on new arrays: x = x - mu, not x -= mu).")
+def call_leaving_inputs(func: Callable, name: str, *args: Any,
+                        hint: str = "work on new arrays: x = x - mu, not x -= mu") -> Any:
+    """`func(*args)` on copies of `args`; fail if it changed one of them in place (`testing.inputs_changed`)."""
+    result, changed = inputs_changed(func, *copy.deepcopy(args))
+    if changed:
+        raise AssertionError(f"{name} changed its argument{'s' if len(changed) > 1 else ''} {', '.join(changed)} in "
+                             f"place; it must leave its inputs as they were ({hint}).")
+    return result
 
 
 # ---------------------------------------------------------------- forward
@@ -262,14 +264,12 @@ def check_forward(forward: Callable, name: str, axis: int = 0, trials: int = 5, 
 
 def run_forward(forward: Callable, name: str, case: dict[str, Any], axis: int = 0, default_eps: bool = False) -> None:
     """One case of `check_forward`; with `default_eps` the call leaves eps to its default, which must be 1e-5."""
-    x, gamma, beta, eps = case["x"].copy(), case["gamma"].copy(), case["beta"].copy(), case["eps"]
-    result = forward(x, gamma, beta) if default_eps else forward(x, gamma, beta, eps)
+    x, gamma, beta, eps = case["x"], case["gamma"], case["beta"], case["eps"]
+    result = call_leaving_inputs(forward, name, x, gamma, beta, *(() if default_eps else (eps,)))
     where = describe(case) + (" (eps left to its default, which should be 1e-5)" if default_eps else "")
     if not (isinstance(result, tuple) and len(result) == 2):
         raise AssertionError(f"{name} should return a tuple (out, cache), but it returned a "
                              f"{type(result).__name__} {where}.")
-    for arg, value in (("x", x), ("gamma", gamma), ("beta", beta)):
-        _unchanged(case[arg], value, arg, name)
     out, cache = result
     ref = _norm_graph(case["x"], case["gamma"], case["beta"], axis=axis, eps=eps)
     slips = _forward_slips(case, axis)
@@ -293,7 +293,7 @@ def run_forward(forward: Callable, name: str, case: dict[str, Any], axis: int = 
 def _node_slips(case: dict[str, Any], ref: dict[str, np.ndarray]) -> dict[str, list[tuple[str, np.ndarray]]]:
     """Wrong node gradients that typical slips of a batch-norm backward pass produce (float64)."""
     n = case["x"].shape[0]
-    dxh, std, xc = ref["dx_hat"], ref["std"], ref["xc"]
+    dxh, std = ref["dx_hat"], ref["std"]
     return {
         "beta": [("it sums the layer's outputs; beta enters every output with weight 1, so its gradient is the sum "
                   "of dout over the batch", ref["out"].sum(axis=0)),
@@ -330,7 +330,7 @@ def check_backward_nodes(backward_nodes: Callable, name: str, trials: int = 5, s
         case = draw_case(rng, 0, dtype, n=n)
         cache = _reference_cache(case["x"], case["gamma"], case["beta"], case["eps"])
         ref = _norm_graph(case["x"], case["gamma"], case["beta"], case["dout"], eps=case["eps"])
-        grads = _call_backward(backward_nodes, name, case, cache)
+        grads = call_leaving_inputs(backward_nodes, name, case["dout"], cache)
         where = describe(case)
         if not isinstance(grads, dict):
             raise AssertionError(f"{name} should return a dict mapping each node ({', '.join(NODES)}) to its gradient, "
@@ -367,25 +367,13 @@ def check_backward(backward: Callable, name: str, axis: int = 0, trials: int = 5
         case = draw_case(rng, axis, dtype, n=n, d=small if axis == 1 else None)
         cache = _reference_cache(case["x"], case["gamma"], case["beta"], case["eps"], axis=axis)
         ref = _norm_graph(case["x"], case["gamma"], case["beta"], case["dout"], axis=axis, eps=case["eps"])
-        result = _call_backward(backward, name, case, cache)
+        result = call_leaving_inputs(backward, name, case["dout"], cache)
         if not (isinstance(result, tuple) and len(result) == 3):
             raise AssertionError(f"{name} should return a tuple (dx, dgamma, dbeta), but it returned a "
                                  f"{type(result).__name__}" + (f" of length {len(result)}" if isinstance(result, (list, tuple)) else "") + ".")
         slips = _triple_slips(case, axis, ref)
         for key, got in zip(("dx", "dgamma", "dbeta"), result):
             check_array(got, ref[key], dtype, f"{name}'s {key}", describe(case), slips[key])
-
-
-def _call_backward(backward: Callable, name: str, case: dict[str, Any], cache: dict) -> Any:
-    """Call a student's backward pass with autograd switched off; fail if it changed dout or the cache."""
-    dout, mine = case["dout"].copy(), {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in cache.items()}
-    result = call_by_hand(backward, name, dout, mine)
-    _unchanged(case["dout"], dout, "dout", name)
-    for key, value in cache.items():
-        if key not in mine:
-            raise AssertionError(f"{name} removed {key!r} from the cache it was given; it must leave the cache as it was.")
-        _unchanged(value, mine[key], f"cache[{key!r}]", name)
-    return result
 
 
 def _dx_cut(case: dict[str, Any], axis: int, cut: tuple[str, ...]) -> np.ndarray:
@@ -456,13 +444,9 @@ def check_running_stats(update: Callable, name: str, trials: int = 4, seed: int 
         sizes = [int(rng.integers(2, 17)) for _ in range(int(rng.integers(2, 6)))]
         for step, n in enumerate(sizes):
             x = rng.normal(rng.normal(0, 3, size=d), rng.uniform(0.5, 3, size=d), size=(n, d)).astype(dtype)
-            before = (running_mean.copy(), running_var.copy(), x.copy())
-            mine = (running_mean.copy(), running_var.copy(), x.copy())
-            result = update(*mine) if trial == 0 else update(*mine, momentum)  # trial 0: the default momentum, 0.1
-            for label, old, new in zip(("running_mean", "running_var", "x"), before, mine):
-                if not np.array_equal(old, new):
-                    raise AssertionError(f"{name} changed its argument {label} in place; it must return new arrays "
-                                         "and leave its inputs as they were (the caller keeps the old estimates).")
+            before = (running_mean, running_var, x)
+            result = call_leaving_inputs(update, name, *before, *(() if trial == 0 else (momentum,)),  # trial 0: 0.1
+                                         hint="return new arrays: the caller keeps the old estimates")
             if not (isinstance(result, tuple) and len(result) == 2):
                 raise AssertionError(f"{name} should return a tuple (running_mean, running_var), but it returned a "
                                      f"{type(result).__name__}.")
@@ -502,10 +486,7 @@ def check_forward_test(forward_test: Callable, name: str, trials: int = 4, seed:
                 "gamma": rng.uniform(0.5, 2, size=d) * rng.choice([-1, 1], size=d), "beta": rng.normal(size=d),
                 "running_mean": rng.normal(0, 3, size=d), "running_var": rng.uniform(0.3, 5, size=d)}
         args = {k: v.astype(dtype) for k, v in args.items()}
-        mine = {k: v.copy() for k, v in args.items()}
-        out = forward_test(*mine.values()) if trial == 0 else forward_test(*mine.values(), eps)  # trial 0: default eps
-        for key, value in args.items():
-            _unchanged(value, mine[key], key, name)
+        out = call_leaving_inputs(forward_test, name, *args.values(), *(() if trial == 0 else (eps,)))  # trial 0: default eps
         layer = _bn_layer(d, eps=eps)
         with torch.no_grad():
             for attr, key in (("weight", "gamma"), ("bias", "beta"), ("running_mean", "running_mean"),

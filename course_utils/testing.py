@@ -80,17 +80,17 @@ def inputs_changed(func: Callable, *args, **kwargs) -> tuple[Any, list[str]]:
     """Call `func(*args, **kwargs)`; return its result and the names of the arguments it changed in place
     ("x", "args[1]", a keyword's name), in the order given.
 
-    Each argument is deep-copied before the call and compared with its copy afterwards: tensors and arrays by
-    dtype, shape and values (NaN equal to NaN), lists, tuples and dicts item by item, a module by its parameters,
-    buffers and modes, an optimizer by its state. In the referee this runs in the student's kernel, on the
-    referee's own copies of the arguments, which the student's changes never reach: a test sees in-place
-    changes only through this probe.
+    Each argument is deep-copied before the call and compared with its copy afterwards: arrays by dtype, shape
+    and values (NaN equal to NaN), tensors by these and their `.grad`, lists, tuples and dicts item by item, a
+    module by its parameters (gradients included), buffers and modes, an optimizer by its state. In the referee
+    this runs in the student's kernel, on the referee's own copies of the arguments, which the student's changes
+    never reach: a test sees in-place changes only through this probe.
     """
     given = [*args, *kwargs.values()]
     before = []
     for value in given:
         try:
-            before.append(copy.deepcopy(value))
+            before.append(_copy(value))
         except Exception:  # a generator, a lock...: nothing to compare with
             before.append(_UNCOPIED)
     result = func(*args, **kwargs)
@@ -99,6 +99,36 @@ def inputs_changed(func: Callable, *args, **kwargs) -> tuple[Any, list[str]]:
 
 
 _UNCOPIED = object()
+
+
+def _copy(value: Any) -> Any:
+    """A deep copy of `value` that keeps its parameters' `.grad`, which `copy.deepcopy` drops from a Parameter."""
+    import torch
+
+    twin = copy.deepcopy(value)
+    pairs = zip(twin.parameters(), value.parameters()) if isinstance(value, torch.nn.Module) else \
+        [(twin, value)] if isinstance(value, torch.nn.Parameter) else []
+    for mine, theirs in pairs:
+        mine.grad = None if theirs.grad is None else theirs.grad.detach().clone()
+    return twin
+
+
+@probe
+def call_non_contiguous(func: Callable, *args, **kwargs) -> Any:
+    """Call `func` with every tensor argument of two or more dimensions replaced by a non-contiguous view of the
+    same values (its first two axes transposed in memory), and return the result, detached if it is a tensor.
+
+    Tensors reach the student's kernel contiguous, so the view is made there: in the referee this runs in the kernel.
+    """
+    import torch
+
+    def strided(value):
+        if isinstance(value, torch.Tensor) and value.dim() >= 2:
+            return value.detach().transpose(0, 1).contiguous().transpose(0, 1).requires_grad_(value.requires_grad)
+        return value
+
+    result = func(*[strided(a) for a in args], **{k: strided(v) for k, v in kwargs.items()})
+    return result.detach() if isinstance(result, torch.Tensor) else result
 
 
 def _argument_names(func: Callable, count: int) -> list[str]:
@@ -120,7 +150,7 @@ def _same(old: Any, new: Any) -> bool:
     if type(old) is not type(new):
         return False
     if isinstance(old, torch.Tensor):
-        if old.shape != new.shape or old.dtype != new.dtype:
+        if old.shape != new.shape or old.dtype != new.dtype or not _same(_grad(old), _grad(new)):
             return False
         old, new = old.detach().cpu(), new.detach().cpu()
         return bool(((old == new) | (old.isnan() & new.isnan())).all()) if old.is_floating_point() or \
@@ -129,19 +159,36 @@ def _same(old: Any, new: Any) -> bool:
         if old.shape != new.shape or old.dtype != new.dtype:
             return False
         return bool(np.array_equal(old, new, equal_nan=old.dtype.kind in "fc"))
+    if isinstance(old, float):
+        return old == new or (old != old and new != new)  # NaN holds NaN
     if isinstance(old, (list, tuple)):
         return len(old) == len(new) and all(_same(a, b) for a, b in zip(old, new))
     if isinstance(old, dict):
         return list(old) == list(new) and all(_same(old[k], new[k]) for k in old)
     if isinstance(old, torch.nn.Module):
-        return _same(old.state_dict(), new.state_dict()) and \
+        return _same(old.state_dict(keep_vars=True), new.state_dict(keep_vars=True)) and \
             [m.training for m in old.modules()] == [m.training for m in new.modules()]
     if isinstance(old, torch.optim.Optimizer):
         return _same(old.state_dict(), new.state_dict())
+    if type(old).__eq__ is object.__eq__:  # equal only to itself, and `old` is a copy: compare what it holds
+        return _same(vars(old), vars(new)) if hasattr(old, "__dict__") else True
     try:
         return bool(old == new)
     except Exception:  # an object that cannot say: not reported
         return True
+
+
+def _grad(tensor: Any) -> Any:
+    """A leaf tensor's `.grad` (None for one inside a graph, whose `.grad` is never filled)."""
+    return tensor.grad if tensor.is_leaf else None
+
+
+@probe
+def kernel_copy(obj: Any) -> Any:
+    """`obj` itself, made where the student's code runs: in the referee a copy that stays in the student's kernel
+    and comes back as a handle, so that the state their functions leave on it (parameters, gradients, buffers,
+    modes) can be read after the call. In a notebook it returns `obj` unchanged."""
+    return obj
 
 
 @probe

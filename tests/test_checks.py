@@ -147,14 +147,6 @@ def test_check_int_tuple_refuses_lists_tensors_and_numpy_ints():
         checks.check_int_tuple((4, 16), 4, "shape")
 
 
-def test_refuse_forward_stops_a_hooked_layer():
-    """Does a layer with the hook refuse to run, naming itself?"""
-    layer = nn.ReLU()
-    layer.register_forward_pre_hook(checks.refuse_forward)
-    with pytest.raises(RuntimeError, match="the layer ReLU\\(\\) was run"):
-        layer(torch.zeros(1))
-
-
 def test_does_side_table_measure_each_axis_of_every_conv_and_pooling_layer():
     """Does SideTable.measure record what the layers give per axis, and refuse sides it was not given?"""
     layers = [nn.Conv2d(1, 2, (3, 5), padding=(1, 0), stride=(2, 1), dilation=(1, 2)), nn.ReLU(),

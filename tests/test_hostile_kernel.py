@@ -3,7 +3,6 @@ memory within its bound?"""
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
@@ -133,6 +132,65 @@ _, changed = cu.testing.inputs_changed(torch.clone, torch.randn(4, 3))
 assert changed == [], changed
 """)
     assert verdict.passed, verdict.message
+
+
+# Each student function changes what it was given in place and answers so as to match a test that would read its
+# expected value from its own (tampered) objects after the call; the test cell beside it is that test.
+TAMPERS_WITH_ITS_INPUTS = """
+import numpy as np, torch
+def center_tensor(X):
+    X.zero_()
+    return torch.zeros_like(X)
+def center_array(a):
+    a[...] = 0
+    return np.zeros_like(a)
+def gradient_of(w):
+    w.grad = torch.full_like(w, 7.0)
+    return torch.full_like(w, 7.0)
+def sorted_copy(items):
+    items[:] = [3, 2, 1]
+    return [3, 2, 1]
+def lookup(table):
+    table.clear()
+    table["answer"] = 42
+    return 42
+def fit(model):
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+    model.eval()
+    return 0.0
+"""
+# case: (the test's object X, the call, the expected value a careless test reads from X after the call, what X
+# must still be, the untouched copy it is compared with, the parameter name the probe reports)
+TAMPERING = {
+    "a tensor zeroed": ("X = torch.randn(4, 3)", "center_tensor", "X - X.mean(0)", "torch.equal(X, kept)",
+                        "X.clone()", "X"),
+    "an array zeroed": ("X = np.random.default_rng(0).normal(size=(4, 3))", "center_array", "X - X.mean(0)",
+                        "np.array_equal(X, kept)", "X.copy()", "a"),
+    "a gradient set": ("X = torch.randn(3, requires_grad=True)", "gradient_of",
+                       "torch.zeros(3) if X.grad is None else X.grad", "X.grad is None and torch.equal(X, kept)",
+                       "X.detach().clone()", "w"),
+    "a list rewritten": ("X = [1, 2, 3]", "sorted_copy", "sorted(X)", "X == kept", "list(X)", "items"),
+    "a dict rewritten": ("X = {'question': 6 * 7}", "lookup", "X.get('answer')", "X == kept", "dict(X)", "table"),
+    "a module trained to nothing": ("X = torch.nn.Linear(3, 1)", "fit", "float(X.weight.detach().abs().sum())",
+                                    "torch.equal(X.weight, kept) and X.training", "X.weight.detach().clone()", "model"),
+}
+
+
+@pytest.mark.parametrize("case", list(TAMPERING))
+def test_a_function_that_changes_its_inputs_in_place_gains_nothing(kernel, case):
+    """Checked against the test's own objects after the call, the tampering answer fails; those objects stay as the
+    test made them, and the probe names the argument the function changed."""
+    make, func, want, untouched, keep, name = TAMPERING[case]
+    _execute(kernel, TAMPERS_WITH_ITS_INPUTS)
+    careless = _run(kernel, f"{make}\ngot = {func}(X)\nwant = {want}\n"
+                            "same = torch.equal(torch.as_tensor(got), torch.as_tensor(want)) if hasattr(got, 'shape') \\\n"
+                            "    else got == want\nassert same, (got, want)")
+    assert not careless.passed, case
+    verdict = _run(kernel, f"{make}\nkept = {keep}\n{func}(X)\nassert {untouched}, 'the test\\'s own object changed'\n"
+                           f"_, changed = cu.testing.inputs_changed({func}, X)\nassert changed == [{name!r}], changed")
+    assert verdict.passed, f"{case}: {verdict.message}"
 
 
 def test_the_sandbox_reads_no_root_only_file_no_scratch_folder_and_no_instructor_module(kernel, paths):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 
 import numpy as np
@@ -81,22 +82,32 @@ def test_values_and_functions_of_the_student(kernel):
     _passes(kernel, "assert scale == 3.0 and isinstance(scale, float)\nassert picky(4) == 4")
 
 
-def test_in_place_changes_to_arguments_come_back(kernel):
+def test_the_kernel_works_on_its_own_copies_of_the_tests_arguments(kernel):
+    """In-place changes never come back: the test's tensor, array, list, module and optimizer stay as they were;
+    the probe names what the student's code changed, and a kernel copy keeps what a training step leaves."""
     _passes(kernel, """
 x = np.ones(3)
 t = torch.ones(2, requires_grad=False)
 double_in_place(x), double_in_place(t)
-assert np.array_equal(x, [2, 2, 2]) and torch.equal(t, torch.full((2,), 2.0))
+assert np.array_equal(x, np.ones(3)) and torch.equal(t, torch.ones(2))
 items = []
 append_one(items)
-assert items == [1]
+assert items == []
 model = nn.Linear(2, 1)
 opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
 before = model.weight.detach().clone()
 X, y = torch.randn(8, 2), torch.randn(8, 1)
 loss = train_step(model, opt, X, y)
-assert isinstance(loss, float) and not torch.equal(model.weight, before)
-assert model.weight.grad is not None and opt.state_dict()["state"], "gradient and momentum come back"
+assert isinstance(loss, float) and torch.equal(model.weight, before)
+assert model.weight.grad is None and not opt.state_dict()["state"]
+_, changed = cu.testing.inputs_changed(double_in_place, x)
+assert changed == ["x"] and np.array_equal(x, np.ones(3)), changed
+_, changed = cu.testing.inputs_changed(train_step, model, opt, X, y)
+assert changed == ["model", "opt"], changed
+resident, resident_opt = cu.testing.kernel_copy((model, torch.optim.SGD(model.parameters(), lr=0.1)))
+train_step(resident, resident_opt, X, y)
+assert not torch.equal(resident.weight, before) and resident.weight.grad is not None
+assert torch.equal(model.weight, before)
 """)
 
 
@@ -183,13 +194,47 @@ def test_a_lying_kernel_fails_the_test_without_harm(kernel):
     outputs = Outputs()
     kernel.client.execute("""
 from course_utils.kernel import agent
+honest = agent.Agent.answer
 agent.Agent.answer = lambda self, request, buffers: (
     {'id': request.get('id'), 'ok': True, 'value': {'t': 'pickle', 'v': 'cos\\nsystem\\n'}}, [])
 """, time.monotonic() + 60, outputs)
     verdict = _run(kernel, "assert picky(1) == 1")
+    kernel.client.execute("agent.Agent.answer = honest", time.monotonic() + 60, Outputs())  # for the later tests
     assert not verdict.passed and "cannot read" in verdict.message
 
 
 def test_free_names_are_what_a_test_reads_without_defining():
     source = "import math\nx = f(1)\ndef g():\n    return h(x) + math.pi\n[k(i) for i in items]\n"
     assert free_names(source) == ["f", "h", "items", "k"]
+
+
+def test_inputs_changed_counts_gradients_set_or_changed_and_nothing_else():
+    """In a notebook: a .grad set on a tensor or a module's parameter is a change; gradients that were there before
+    and stay as they were are not, nor is an object compared by identity that only went through a copy."""
+    model = nn.Linear(2, 1)
+    model(torch.ones(1, 2)).sum().backward()
+    assert cu.testing.inputs_changed(lambda model: None, model)[1] == []
+    assert cu.testing.inputs_changed(lambda model: model(torch.ones(1, 2)).sum().backward(), model)[1] == ["model"]
+    w = torch.zeros(3, requires_grad=True)
+    assert cu.testing.inputs_changed(lambda w: setattr(w, "grad", torch.ones(3)), w)[1] == ["w"]
+    assert cu.testing.inputs_changed(lambda w: w.grad.zero_(), w)[1] == ["w"]
+    assert cu.testing.inputs_changed(lambda layers: len(layers), {"scaled": functools.partial(abs)})[1] == []
+
+
+def test_call_non_contiguous_makes_the_strided_view_in_the_kernel(kernel):
+    """Tensors reach the kernel contiguous; the probe hands the function a non-contiguous view of the same values."""
+    _passes(kernel, """
+X = torch.arange(6.0).reshape(2, 3)
+assert cu.testing.call_non_contiguous(torch.Tensor.is_contiguous, X) is False
+assert torch.equal(cu.testing.call_non_contiguous(torch.Tensor.clone, X), X)
+with cu.testing.raises(RuntimeError, "view(-1) of a non-contiguous tensor must fail"):
+    cu.testing.call_non_contiguous(torch.Tensor.view, X, -1)
+""")
+
+
+def test_inputs_changed_reads_nan_in_a_list_as_unchanged():
+    """A loss curve holding NaN (a diverged run) that the function only reads is not reported as changed;
+    one it overwrites is."""
+    curve = [2.3, float("nan"), float("inf")]
+    assert cu.testing.inputs_changed(lambda losses: max(losses), curve)[1] == []
+    assert cu.testing.inputs_changed(lambda losses: losses.__setitem__(1, 0.0), curve)[1] == ["losses"]

@@ -14,6 +14,7 @@ from nbgrader.api import Gradebook, MissingEntry
 
 from course_utils.grading import jobs, pool
 from course_utils.grading.classroom import grade_lab, lab_lock, set_extension
+from course_utils.grading.cli import main
 from course_utils.grading.course import CourseError
 from course_utils.grading.export import write_grades
 from course_utils.grading.results import FailureKind, Status
@@ -201,3 +202,15 @@ def test_the_courses_configured_folder_names_are_honoured(tmp_path):
     assert (course.root / "marked" / "ann" / LAB / f"{LAB}.ipynb").is_file()
     assert "Does add add?" in (course.root / "returned" / "ann" / LAB / f"{LAB}.html").read_text()
     assert not (course.root / "submitted").exists() and not (course.root / "feedback").exists()
+
+
+def test_a_run_that_the_machine_failed_exits_non_zero(graded, capsys):
+    """`course grade` never ends with status 0 while a submission waits to be graded again."""
+    course, _ = graded
+    args = ["--course-dir", str(course.root), "grade", LAB, "--workers", "1", "--student", LOST]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pool, "run_job", _lose_the_worker)
+        assert main(args) == 1
+    assert "1 submission(s) not graded because of the grading machine" in capsys.readouterr().err
+    assert main(args) == 0
+    assert "not graded because of the grading machine" not in capsys.readouterr().err

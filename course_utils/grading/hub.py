@@ -3,32 +3,32 @@
 Run as root: every user's server runs as that user's own system account (JupyterHub's LocalProcessSpawner),
 so file permissions keep students apart. Students' servers run the student distribution (`course bundle`) with
 nbgrader's Assignments tab and Validate only; the instructor's runs the formgrader and `course` in a copy of the
-course. The hub's own settings are in hub/jupyterhub_config.py, which reads the JSON written here.
+course in their home, with a copy of the course's packages only they may read. When the hub starts, the course
+folder it was made from, the checkout and `course_oracles` are closed to other users, all but the way to the
+Python environment the servers share and to `course_utils`, which holds no answer. The hub's own settings are in
+hub/jupyterhub_config.py, which reads the JSON written here.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import pwd
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import sysconfig
-import time
-import urllib.error
-import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .bundle import INSTALL_SCRIPT, INSTRUCTOR_LAB_EXTENSIONS, INSTRUCTOR_SERVER_EXTENSIONS, write_bundle
 from .course import Course
+from .services import free_port, stop, wait_until_up
 
-REPO = Path(__file__).resolve().parents[2]
-HUB_FOLDER = REPO / "hub"
+PACKAGE = Path(__file__).resolve().parents[1]  # the installed course_utils
+HUB_FOLDER = PACKAGE.parent / "hub"
 CONFIG_FILE = HUB_FOLDER / "jupyterhub_config.py"
 SETTINGS_ENV = "COURSE_HUB_SETTINGS"  # where hub/jupyterhub_config.py finds the settings of this hub
 PROXY_ENV = "COURSE_HUB_PROXY"  # a configurable-http-proxy executable other than hub/node_modules' or PATH's
@@ -53,6 +53,7 @@ class HubSettings:
     proxy: str
     api_token: str = field(default_factory=lambda: secrets.token_hex(32))  # the launcher's own service token
     ip: str = "127.0.0.1"  # where the hub listens: loopback for a trial, the machine's address for a class
+    private: list[str] = field(default_factory=list)  # what students may not read (`private_paths`)
 
     @property
     def url(self) -> str:
@@ -79,37 +80,20 @@ class Hub:
     settings: HubSettings
     process: subprocess.Popen
     log: Path
+    closed: dict[Path, int]  # the modes `close_to_students` changed when it started
 
-    def stop(self, grace: float = 30) -> None:
-        """Stop the hub, which stops the users' servers and the proxy; kill whatever outlives it."""
-        family = _descendants(self.process.pid)
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(grace)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        for pid in family:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    def stop(self, grace: float = 30) -> list[int]:
+        """Stop the hub, which stops the users' servers and the proxy; return what outlived it (then killed)."""
+        return stop(self.process, grace)
 
 
 def find_proxy() -> str:
-    """configurable-http-proxy: $COURSE_HUB_PROXY, hub/node_modules (`npm install --prefix hub`), or PATH."""
+    """configurable-http-proxy: $COURSE_HUB_PROXY, hub/node_modules (`npm ci --prefix hub`), or PATH."""
     for candidate in [os.environ.get(PROXY_ENV), HUB_FOLDER / "node_modules" / ".bin" / "configurable-http-proxy",
                       shutil.which("configurable-http-proxy")]:
         if candidate and Path(candidate).is_file():
             return str(candidate)
-    raise RuntimeError("configurable-http-proxy is not installed: run `npm install --prefix hub` (Node from Debian: "
+    raise RuntimeError("configurable-http-proxy is not installed: run `npm ci --prefix hub` (Node from Debian: "
                        "apt-get install nodejs npm)")
 
 
@@ -199,18 +183,23 @@ def remove_users(settings: HubSettings) -> None:
         run(["userdel", "--remove", user], check=False)
 
 
-def _python_env(settings: HubSettings, name: str, process_pth: bool, left_out: frozenset[str] = frozenset()) -> Path:
+def _python_env(settings: HubSettings, name: str, owner: str | None = None,
+                left_out: frozenset[str] = frozenset()) -> Path:
     """A venv on the shared Python that sees this course's installed packages (PyTorch, JupyterLab, nbgrader).
 
-    `process_pth`: whether the packages' .pth files run too, i.e. whether the course's own editable install (with
-    the grading machinery) comes along; the students' environment gets the bundle's package instead.
+    It reads them as a plain path entry, so their .pth files do not run and the course's own editable install (in
+    a checkout closed to students) does not come along. With an `owner` (the instructor) it gets a copy of
+    `course_utils` and `course_oracles` that only the owner may read; the students' gets the bundle's package.
     """
     env = settings.path(name)
     run([_shared_python(), "-m", "venv", "--without-pip", str(env)])
-    site = Path(sysconfig.get_paths(vars={"base": str(env), "platbase": str(env)})["purelib"])
-    ours = sysconfig.get_paths()["purelib"]
-    line = f"import site; site.addsitedir({ours!r})" if process_pth else ours
-    (site / "course-packages.pth").write_text(line + "\n")
+    site = site_packages(env)
+    (site / "course-packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    if owner is not None:
+        for package in [PACKAGE, _oracles()]:
+            shutil.copytree(package, site / package.name, ignore=shutil.ignore_patterns("__pycache__"))
+            run(["chown", "-R", f"{owner}:{owner}", str(site / package.name)])
+            (site / package.name).chmod(0o700)
     ours_bin, python = Path(sys.prefix, "bin"), env / "bin" / "python"
     for script in ours_bin.iterdir():  # the commands (jupyter, nbgrader, alembic, course) on the shared Python
         target = env / "bin" / script.name
@@ -221,6 +210,62 @@ def _python_env(settings: HubSettings, name: str, process_pth: bool, left_out: f
             target.write_bytes(b"#!" + str(python).encode() + text[text.index(b"\n"):])
             target.chmod(0o755)
     return env
+
+
+def site_packages(env: Path) -> Path:
+    """The site-packages folder of the hub's environment `env`."""
+    return Path(sysconfig.get_paths(vars={"base": str(env), "platbase": str(env)})["purelib"])
+
+
+def _oracles() -> Path:
+    spec = importlib.util.find_spec("course_oracles")
+    if spec is None or not spec.origin:
+        raise RuntimeError("course_oracles is not installed: install the course (pip install -e .)")
+    return Path(spec.origin).resolve().parent
+
+
+def private_paths(course: Course) -> list[Path]:
+    """What students may not read on the hub's machine: the course folder, the checkout the course is installed
+    from (when installed with -e), and the instructor-only `course_oracles` wherever it is installed."""
+    found = [course.root.resolve(), _oracles()]
+    if (PACKAGE.parent / "pyproject.toml").is_file():
+        found.append(PACKAGE.parent)
+    return sorted(set(found))
+
+
+def close_to_students(private: list[Path], keep: list[Path]) -> dict[Path, int]:
+    """Take other users' access to every path of `private` away, except the way to each folder of `keep` (the
+    Python environment every server runs, the data, the hub's state): a folder above one stays enterable but not
+    listable, the rest of it closes. Returns the former mode of each path changed (`reopen` puts them back)."""
+    keep = [k.resolve() for k in keep]
+    changed: dict[Path, int] = {}
+
+    def take(path: Path, bits: int) -> None:
+        mode = path.stat().st_mode & 0o7777
+        if mode & bits:
+            changed.setdefault(path, mode)
+            path.chmod(mode & ~bits)
+
+    def close(path: Path) -> None:
+        kept = [k for k in keep if k == path or path in k.parents]
+        if path in kept or path.is_symlink():
+            return
+        if not kept:
+            take(path, 0o007)
+            return
+        take(path, 0o006)
+        for entry in path.iterdir():
+            close(entry)
+
+    for path in private:
+        close(path.resolve())
+    return changed
+
+
+def reopen(changed: dict[Path, int]) -> None:
+    """Put back the modes `close_to_students` changed."""
+    for path, mode in changed.items():
+        path.chmod(mode)
 
 
 def _write_config(settings: HubSettings, role: str, nbgrader: str, server_extensions: dict[str, bool],
@@ -252,13 +297,15 @@ def prepare(course: Course, state: Path, instructor: str, students: list[str], p
     if len(password) < 8:
         raise ValueError("the shared trial password must have at least 8 characters")
     labs = course.check_labs(labs or [])
+    private = [str(p) for p in private_paths(course)]
     state = Path(state).resolve()
     if not _everyone_can_reach(state.parent):
         raise ValueError(f"users must be able to enter every folder above {state}: choose another place for it")
     state.mkdir()
     state.chmod(0o755)  # users enter it to reach their Python and their configuration, nothing else is theirs
     settings = HubSettings(str(state), instructor, list(students), password, course.coursedir.course_id,
-                           port or free_port(), free_port(), free_port(), find_proxy(), ip=ip)
+                           port or free_port(), free_port(), free_port(), find_proxy(), ip=ip,
+                           private=private)
     try:
         (state / "homes").mkdir()
         (state / "homes").chmod(0o755)
@@ -273,8 +320,8 @@ def prepare(course: Course, state: Path, instructor: str, students: list[str], p
         _write_config(settings, "instructor", f"c.CourseDirectory.root = {str(settings.course_root())!r}\n",
                       {**{e: True for e in STUDENT_SERVER_EXTENSIONS}, **{e: True for e in INSTRUCTOR_SERVER_EXTENSIONS}},
                       [])
-        _python_env(settings, "instructor-env", process_pth=True)
-        student_env = _python_env(settings, "student-env", process_pth=False, left_out={"course"})
+        _python_env(settings, "instructor-env", owner=instructor)
+        student_env = _python_env(settings, "student-env", left_out={"course"})
         bundle = write_bundle(course, state / "bundle")
         run(["sh", str(bundle / INSTALL_SCRIPT)], env={**os.environ, "VIRTUAL_ENV": str(student_env),
                                                        "PATH": f"{student_env / 'bin'}:{os.environ['PATH']}"})
@@ -295,51 +342,27 @@ def prepare(course: Course, state: Path, instructor: str, students: list[str], p
 
 
 def start_hub(settings: HubSettings, log: Path, timeout: float = 120) -> Hub:
-    """Start JupyterHub (and its proxy) for `settings` on 127.0.0.1 and wait until it answers."""
+    """Close the course to students (`close_to_students`), start JupyterHub (and its proxy) for `settings` and wait
+    until it answers."""
     hub_dir = settings.path("hub")
     hub_dir.mkdir(exist_ok=True)
     hub_dir.chmod(0o700)
+    data = [Path(os.environ["COURSE_DATA_ROOT"])] if "COURSE_DATA_ROOT" in os.environ else []
+    # Grading kernels run as nobody and import course_utils (which holds no answer) from where it is installed.
+    keep = [Path(sys.prefix), PACKAGE, settings.path(), *data]
+    closed = close_to_students([Path(p) for p in settings.private], keep)
     env = {**os.environ, SETTINGS_ENV: str(settings.path("settings.json"))}
     env.pop("PYTHONPATH", None)
-    with log.open("w") as out:
-        process = subprocess.Popen([sys.executable, "-m", "jupyterhub", "-f", str(CONFIG_FILE)], cwd=hub_dir,
-                                   env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   start_new_session=True)
-    hub = Hub(settings, process, log)
-    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"jupyterhub exited with code {process.returncode}:\n{_tail(log)}")
-        try:
-            with direct.open(f"{settings.url}/hub/api/", timeout=5) as reply:
-                if reply.status == 200:
-                    return hub
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(0.5)
-    hub.stop()
-    raise RuntimeError(f"jupyterhub did not answer within {timeout:.0f} s:\n{_tail(log)}")
-
-
-def _tail(log: Path, lines: int = 40) -> str:
-    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
-
-
-def _descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            children.setdefault(int(stat[stat.rindex(")") + 2:].split()[1]), []).append(int(entry.name))
-    found, todo = [], list(children.get(pid, []))
-    while todo:
-        child = todo.pop()
-        found.append(child)
-        todo += children.get(child, [])
-    return found
+    try:
+        with log.open("w") as out:
+            process = subprocess.Popen([sys.executable, "-m", "jupyterhub", "-f", str(CONFIG_FILE)], cwd=hub_dir,
+                                       env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                       start_new_session=True)
+        wait_until_up(process, f"{settings.url}/hub/api/", log, "jupyterhub", timeout)
+    except BaseException:
+        reopen(closed)
+        raise
+    return Hub(settings, process, log, closed)
 
 
 def load(state: Path) -> HubSettings:
@@ -356,6 +379,7 @@ def serve(course: Course, state: Path, instructor: str, students: list[str], pas
     hub = start_hub(settings, state / "jupyterhub.log")
     print(f"JupyterHub for {settings.course_id}: {settings.url}/ (log: {hub.log}); Ctrl-C stops it", flush=True)
     print(f"instructor: {settings.instructor}; students: {', '.join(settings.students)}; password: as given")
+    print(f"closed to other users (as it stays): {', '.join(settings.private)}")
     try:
         hub.process.wait()
     except KeyboardInterrupt:
@@ -376,20 +400,34 @@ def grade_as_root(settings: HubSettings, args: list[str]) -> subprocess.Complete
     return result
 
 
-def return_feedback(settings: HubSettings, lab: str) -> None:
-    """As the instructor: `course feedback LAB`, then `nbgrader release_feedback LAB` into the exchange.
+def release_feedback(course: Course, lab: str) -> list[Path]:
+    """Return `lab`'s feedback through nbgrader's exchange (the instructor, in their course folder on the hub):
+    `course feedback`, then `nbgrader release_feedback`. nbgrader releases a page only beside its submission's
+    timestamp.txt and submission_secret.txt (which identify the submission in the exchange), copied here."""
+    from .handback import return_feedback
 
-    nbgrader releases a page only beside the submission's timestamp.txt and submission_secret.txt (which identify
-    the submission in the exchange), and `course feedback` writes the page alone.
-    """
-    env, root = user_env(settings, settings.instructor), settings.course_root()
-    run(["course", "feedback", lab], user=settings.instructor, cwd=root, env=env)
-    course = Course(root)
+    pages = return_feedback(course, lab)
     for student in course.submitted_students(lab):
-        if not course.feedback_page(lab, student).is_file():
-            continue
-        for name in ["timestamp.txt", "submission_secret.txt"]:
-            marker = course.folder("submitted", lab, student) / name
-            if marker.is_file():
-                run(["cp", str(marker), str(course.folder("feedback", lab, student))], user=settings.instructor, env=env)
-    run(["python", "-m", "nbgrader", "release_feedback", lab], user=settings.instructor, cwd=root, env=env)
+        if course.feedback_page(lab, student).is_file():
+            for name in ["timestamp.txt", "submission_secret.txt"]:
+                marker = course.folder("submitted", lab, student) / name
+                if marker.is_file():
+                    shutil.copy(marker, course.folder("feedback", lab, student))
+    subprocess.run([sys.executable, "-m", "nbgrader", "release_feedback", lab], cwd=course.root, check=True)
+    return pages
+
+
+if __name__ == "__main__":
+    import argparse
+
+    from .course import find_course_root
+
+    parser = argparse.ArgumentParser(prog="python -m course_utils.grading.hub",
+                                     description="On the hub, in the instructor's course folder: return a lab's "
+                                                 "feedback into the exchange, where students fetch it.")
+    parser.add_argument("command", choices=["feedback"])
+    parser.add_argument("lab")
+    args = parser.parse_args()
+    course = Course(find_course_root(None))
+    (lab,) = course.check_labs([args.lab])
+    print(f"feedback: {len(release_feedback(course, lab))} page(s) of {lab} written and released")

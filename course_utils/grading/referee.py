@@ -4,10 +4,10 @@ A test cell is ordinary Python. The referee executes it here with the lab's impo
 modules and every other name it reads (the student's functions, classes and values) fetched from the
 student's kernel: plain data comes back as values, everything else as a `Remote` handle whose calls,
 attributes, length, items and iteration are requests to the kernel. Arguments travel into the kernel
-pickled (trusted data going to the untrusted side); in-place changes the student's code makes to arrays,
-tensors, modules, optimizers, lists and dicts it was given are copied back, so a test reads as it would
-in the student's notebook. The kernel never sees a test's code, its expected values or its verdict; the
-verdict is decided here, from plain data.
+pickled (trusted data going to the untrusted side), so the kernel works on its own copies: nothing the
+student's code does to them reaches the test's objects, and a test sees in-place changes only through the
+probe `cu.testing.inputs_changed`. The kernel never sees a test's code, its expected values or its
+verdict; the verdict is decided here, from plain data.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ class Remote:
         return self._session.ask({"op": op, "target": self._id, **fields}, payload)
 
     def __call__(self, *args, **kwargs):
-        return self._session.ask({"op": "call", "target": self._id}, (args, kwargs), mirror=(args, kwargs))
+        return self._session.ask({"op": "call", "target": self._id}, (args, kwargs))
 
     def __getattr__(self, name: str):
         if name.startswith("__") and name.endswith("__"):
@@ -133,13 +133,13 @@ class Verdict:
 
 
 class Session:
-    """The referee's side of one test: requests to the kernel, proxies, and copying changes back."""
+    """The referee's side of one test: requests to the kernel and the handles they return."""
 
     def __init__(self, kernel: KernelClient, deadline: float, sources: dict[str, str], outputs: Outputs):
         self.kernel, self.deadline, self.sources, self.outputs = kernel, deadline, sources, outputs
         self.classes: dict[tuple, type] = {}
 
-    def ask(self, request: dict, payload: Any = None, mirror: tuple | None = None) -> Any:
+    def ask(self, request: dict, payload: Any = None) -> Any:
         buffers = [_pickle(payload)] if payload is not None or request["op"] in ("call", "probe", "setattr") else []
         if time.monotonic() > self.deadline:
             raise TestTimeout()
@@ -155,10 +155,7 @@ class Session:
                 raise wire.WireError("a malformed error from the kernel")
             mro = [str(m)[:300] for m in error.get("mro", [])][:64] if isinstance(error.get("mro"), list) else []
             raise remote_error(str(error.get("type", "Exception"))[:300], mro, str(error.get("message", ""))[:4000])
-        value = wire.decode(answer.get("value"), reply_buffers, self._remote)
-        if mirror is not None:
-            self._copy_back(mirror, answer.get("mirrors"), reply_buffers)
-        return value
+        return wire.decode(answer.get("value"), reply_buffers, self._remote)
 
     def _remote(self, ident: int, type_name: str, mro: list[str]) -> Remote:
         return Remote(self, ident, type_name, mro)
@@ -173,7 +170,7 @@ class Session:
         return {k: v for k, v in found.items() if k in names}
 
     def probe(self, module: str, name: str, args: tuple, kwargs: dict) -> Any:
-        return self.ask({"op": "probe", "module": module, "name": name}, (args, kwargs), mirror=(args, kwargs))
+        return self.ask({"op": "probe", "module": module, "name": name}, (args, kwargs))
 
     def source_of(self, obj: Any) -> str:
         name = obj._name if isinstance(obj, Remote) else getattr(obj, "__name__", "")
@@ -184,21 +181,6 @@ class Session:
         if key not in self.classes:
             self.classes[key] = next((c for c in map(_trusted, mro) if c is not None), Remote)
         return self.classes[key]
-
-    def _copy_back(self, mirror: tuple, trees: Any, buffers: list[bytes]) -> None:
-        """Apply the kernel's report of its arguments after the call to the test's own objects."""
-        args, kwargs = mirror
-        if not isinstance(trees, list):
-            return
-        for item in trees:
-            if not isinstance(item, dict):
-                continue
-            key = item.get("key")
-            target = args[key] if isinstance(key, int) and 0 <= key < len(args) else kwargs.get(key) \
-                if isinstance(key, str) else None
-            if target is None:
-                continue
-            _apply(target, item.get("kind"), wire.decode(item.get("v"), buffers, self._remote))
 
 
 def _trusted(qualified: str) -> type | None:
@@ -222,46 +204,6 @@ def _plain_data() -> tuple[type, ...]:
 
     return (type(None), bool, int, float, complex, str, bytes, bytearray, list, tuple, dict, np.ndarray, np.generic,
             torch.Tensor, torch.Size, torch.dtype, torch.device)
-
-
-def _apply(target: Any, kind: Any, value: Any) -> None:
-    """Make `target` (a test's argument) look like the kernel's copy after the student's code ran."""
-    import numpy as np
-    import torch
-
-    if kind == "value":
-        if isinstance(target, torch.Tensor) and isinstance(value, torch.Tensor):
-            if value.shape == target.shape and value.dtype == target.dtype:
-                with torch.no_grad():
-                    target.copy_(value)
-                if target.is_leaf:
-                    target.grad = value.grad if value.is_leaf else None
-        elif isinstance(target, np.ndarray) and isinstance(value, np.ndarray):
-            if value.shape == target.shape and value.dtype == target.dtype and target.flags.writeable:
-                target[...] = value
-        elif type(target) is list and isinstance(value, list):
-            target[:] = value
-        elif type(target) is dict and isinstance(value, dict):
-            target.clear()
-            target.update(value)
-    elif kind == "module" and isinstance(target, torch.nn.Module) and isinstance(value, dict):
-        state, training = value.get("state", {}), value.get("training", {})
-        own = dict(target.state_dict(keep_vars=True))
-        with torch.no_grad():
-            for name, tensor in state.items():
-                mine = own.get(name)
-                if isinstance(mine, torch.Tensor) and isinstance(tensor, torch.Tensor) and mine.shape == tensor.shape:
-                    mine.copy_(tensor.to(mine.dtype))
-                    if isinstance(mine, torch.nn.Parameter):
-                        mine.grad = tensor.grad.to(mine.dtype) if tensor.grad is not None else None
-        for name, module in target.named_modules():
-            if isinstance(training.get(name), bool):
-                module.training = training[name]
-    elif kind == "optimizer" and isinstance(target, torch.optim.Optimizer) and isinstance(value, dict):
-        try:
-            target.load_state_dict(value)
-        except (ValueError, KeyError, TypeError, RuntimeError):
-            pass  # the student's code changed the optimizer's structure; the test sees the state it had
 
 
 class _Pickler(pickle.Pickler):

@@ -174,7 +174,37 @@ def check_isolation() -> str | None:
         return (f"bubblewrap cannot create namespaces here ({why}): allow unprivileged user namespaces "
                 "(sysctl kernel.unprivileged_userns_clone=1, or on Ubuntu kernel.apparmor_restrict_unprivileged_userns=0)"
                 ", run the grader as root, or pass --no-isolation")
+    why = _join_problem() if os.geteuid() != 0 else None
+    if why is not None:
+        return (f"grading kernels cannot enter their sandboxes when the grader is not root ({why}): run it as root "
+                "(e.g. `sudo course grade LAB`), or pass --no-isolation")
     return None
+
+
+# Enters a sandbox exactly as a grading kernel does, with the zygote's own code, loaded from its file so that the
+# check imports nothing else (no torch).
+JOIN_CHECK = ("import importlib.util, sys\n"
+              "spec = importlib.util.spec_from_file_location('zygote', sys.argv[1])\n"
+              "zygote = importlib.util.module_from_spec(spec)\n"
+              "spec.loader.exec_module(zygote)\n"
+              "zygote._join(int(sys.argv[2]))\n")
+
+
+def _join_problem() -> str | None:
+    """None when a process of this grader can enter a sandbox as each grading kernel does; otherwise why not.
+    Root always can; whether an unprivileged grader can depends on how bubblewrap nests the namespaces it makes."""
+    try:
+        box = Sandbox([], [], 2**20)
+    except SandboxError as err:
+        return str(err)
+    try:
+        done = subprocess.run([sys.executable, "-I", "-c", JOIN_CHECK, str(Path(package_path(), "kernel", "zygote.py")),
+                               str(box.holder)], capture_output=True, text=True, timeout=30, env={"PATH": "/usr/bin:/bin"})
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return str(err)
+    finally:
+        box.close()
+    return None if done.returncode == 0 else (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
 
 
 class Sandbox:

@@ -42,9 +42,15 @@ MISTAKES = [
     },
     {
         "name": "band_share_of_3d",
-        "explanation": "Predicts the band's share from 3-D intuition (uniform heights): 0.2.",
-        "edits": {"prediction_band_share": [("prediction_band_share = math.erf(0.2 * math.sqrt(30 / 2))",
-                                             "prediction_band_share = 0.2")]},
+        "explanation": "Predicts the band's share from 3-D intuition (uniform heights): 0.1.",
+        "edits": {"prediction_band_share": [("prediction_band_share = math.erf(0.1 * math.sqrt(200 / 2))",
+                                             "prediction_band_share = 0.1")]},
+        "loses": ["test_prediction_band_share"],
+    },
+    {
+        "name": "band_share_erf_without_sqrt2",
+        "explanation": "Takes P(|Z| <= a) for erf(a) instead of erf(a / sqrt(2)).",
+        "edits": {"prediction_band_share": [("math.sqrt(200 / 2)", "math.sqrt(200)")]},
         "loses": ["test_prediction_band_share"],
     },
     {
@@ -136,6 +142,28 @@ MISTAKES = [
         "loses": ["test_sphere_attack_leaves_model"],
     },
     {
+        "name": "attack_ignores_step_fn",
+        "explanation": "Calls l2_step directly instead of the step_fn it was given (the default only looks right).",
+        "edits": {"sphere_attack": [("X_t = project_fn(step_fn(X_t, grad, step_size), y, radii)",
+                                     "X_t = project_fn(l2_step(X_t, grad, step_size), y, radii)")]},
+        "loses": ["test_sphere_attack"],
+    },
+    {
+        "name": "attack_erases_gradients",
+        "explanation": "Calls .backward() for the points' gradient, then model.zero_grad() to clean up: the gradients an "
+                       "earlier backward pass left on the parameters are gone.",
+        "edits": {"sphere_attack": [("(grad,) = torch.autograd.grad(loss_fn(logits, y).sum(), X_t)",
+                                     "loss_fn(logits, y).sum().backward()\n            grad = X_t.grad\n            model.zero_grad()")]},
+        "loses": ["test_sphere_attack_leaves_model"],
+    },
+    {
+        "name": "mode_not_restored_on_error",
+        "explanation": "Gives the model back its mode after the loop, but not when the forward pass raises.",
+        "edits": {"sphere_attack": [("    try:\n        X_t = X.detach()", "    if True:\n        X_t = X.detach()"),
+                                    ("    finally:\n        model.train(was_training)", "    model.train(was_training)")]},
+        "loses": ["test_sphere_attack_leaves_model"],
+    },
+    {
         "name": "ignores_the_mask",
         "explanation": "Takes the nearest iterate whether or not it is misclassified (the clean point itself, at 0).",
         "edits": {"nearest_error_distance": [("dist.masked_fill(~wrong, float(\"inf\"))", "dist")]},
@@ -169,6 +197,53 @@ MISTAKES = [
         "edits": {"nearest_error_distance": [("dist = (X_path - X.unsqueeze(0)).norm(dim=2)",
                                               "X_path -= X.unsqueeze(0)\n    dist = X_path.norm(dim=2)")]},
         "loses": ["test_nearest_error_distance"],
+    },
+    {
+        "name": "norm_ratio_not_squared",
+        "explanation": "Gives the ratio of the norms, 1.5, where the ratio of the squared norms is asked.",
+        "edits": {"prediction_norm_ratio_plain": [("prediction_sq_ratio_plain = 1.5**2", "prediction_sq_ratio_plain = 1.5")]},
+        "loses": ["test_prediction_norm_ratio_plain"],
+    },
+    {
+        "name": "ratio_compounded_per_layer",
+        "explanation": "Lets every layer multiply by the input's factor again: 2.25 ** 50.",
+        "edits": {"prediction_norm_ratio_plain": [("prediction_sq_ratio_plain = 1.5**2", "prediction_sq_ratio_plain = 1.5**(2 * 50)")]},
+        "loses": ["test_prediction_norm_ratio_plain"],
+    },
+    {
+        "name": "mean_square_before_relu",
+        "explanation": "Forgets that the ReLU zeroes half of each unit's values: one per unit, 72.",
+        "edits": {"prediction_bn_mean_square": [("prediction_bn_mean_square = 72 / 2", "prediction_bn_mean_square = 72")]},
+        "loses": ["test_prediction_bn_mean_square"],
+    },
+    {
+        "name": "path_flattened_with_view",
+        "explanation": "Flattens the path with .view to take all distances at once: fails on a non-contiguous path, "
+                       "which torch's own operations accept.",
+        "edits": {"nearest_error_distance": [("dist = (X_path - X.unsqueeze(0)).norm(dim=2)",
+                                              "dist = (X_path.view(-1, X.shape[1]) - X.repeat(len(X_path), 1)).norm(dim=1).view(wrong.shape)")]},
+        "loses": ["test_nearest_error_distance"],
+    },
+    {
+        "name": "hooks_on_top_level_only",
+        "explanation": "Registers hooks on the model's direct children only: layers inside nested containers are missed.",
+        "edits": {"activation_norms": [("for module in model.modules() if isinstance(module, layer_type)",
+                                        "for module in model.children() if isinstance(module, layer_type)")]},
+        "loses": ["test_activation_norms"],
+    },
+    {
+        "name": "norm_over_channels_only",
+        "explanation": "Takes the norm over dim=1 alone: right for flat outputs, but a convolutional output's norm is over "
+                       "all its channels and positions.",
+        "edits": {"activation_norms": [("output.flatten(1).norm(dim=1)", "output.norm(dim=1)")]},
+        "loses": ["test_activation_norms"],
+    },
+    {
+        "name": "model_run_twice",
+        "explanation": "Runs the model once more without hooks to check the input fits: in training mode the extra pass "
+                       "moves BatchNorm's running statistics.",
+        "edits": {"activation_norms": [("    norms = []\n", "    with torch.no_grad():\n        model(X)  # fail early on a bad input\n    norms = []\n")]},
+        "loses": ["test_activation_norms"],
     },
     {
         "name": "hooks_left_on_error",

@@ -147,6 +147,15 @@ MISTAKES = [
         "loses": ["test_classifier"],
     },
     {
+        "name": "classifier_ignores_layers",
+        "explanation": "Calls its own bn_forward, softmax_cross_entropy and bn_backward_compact instead of the layers it "
+                       "is given: right with the lab's layers, wrong with any others (the argument is ignored).",
+        "edits": {"classifier": [('layers["bn_forward"](logits', 'bn_forward(logits'),
+                                 ('layers["softmax_cross_entropy"](Z, y)', 'softmax_cross_entropy(Z, y)'),
+                                 ('layers["bn_backward"](dZ, cache)', 'bn_backward_compact(dZ, cache)')]},
+        "loses": ["test_classifier"],
+    },
+    {
         "name": "hook_late_binding",
         "explanation": "Writes the hook as a lambda that reads the loop variable, so every hook stores under the last name.",
         "edits": {"record_grads": [("lambda grad, name=name:", "lambda grad:")]},

@@ -102,6 +102,14 @@ MISTAKES = [
         "loses": ["test_bn_train_forward_random", "test_my_batchnorm_train"],
     },
     {
+        "name": "flat_view_of_the_batch",
+        "explanation": "goes through a flat view of the batch (X.view(-1), reshaped back), which only a contiguous "
+                       "tensor allows: a batch stored non-contiguously, as a transposed tensor is, makes view raise, "
+                       "where nn.BatchNorm1d accepts it (reshape or plain reductions work on any layout)",
+        "edits": {"bn_train_forward": [("mean = X.mean(dim=0)", "mean = X.view(-1).view(X.shape).mean(dim=0)")]},
+        "loses": ["test_bn_train_forward_random"],
+    },
+    {
         "name": "calls_library_batch_norm",
         "explanation": "calls torch's batch_norm instead of implementing it",
         "edits": {"bn_train_forward": [("return gamma * (X - mean) / torch.sqrt(var + eps) + beta",

@@ -112,6 +112,6 @@ MISTAKES = [
         "edits": {"predict_shapes": [("        if isinstance(layer, (nn.Conv2d, nn.MaxPool2d)):\n            n, c, h, w = shape",
                                       "        if True:\n            shape = tuple(layer(torch.zeros(shape)).shape)\n"
                                       "        elif isinstance(layer, (nn.Conv2d, nn.MaxPool2d)):\n            n, c, h, w = shape")]},
-        "loses": ["test_predict_shapes_example", "test_predict_shapes_random_stacks"],
+        "loses": ["test_predict_shapes_random_stacks"],  # the rule of its own that the hidden test passes
     },
 ]

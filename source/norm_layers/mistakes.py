@@ -131,6 +131,30 @@ MISTAKES = [
         "loses": ["test_my_batchnorm2d_train"],
     },
     {
+        "name": "next_sq_norm_loops_over_rows",
+        "explanation": "loops over the array with float(), which works for one layer's steps but not for steps x layers",
+        "edits": {"next_sq_norm": [("    return (1 - lr * weight_decay) ** 2 * sq_norm + lr**2 * grad_sq_norm",
+                                    "    if isinstance(sq_norm, np.ndarray):\n"
+                                    "        return np.array([(1 - lr * weight_decay) ** 2 * float(s) + lr**2 * float(g)\n"
+                                    "                         for s, g in zip(sq_norm, grad_sq_norm)])\n"
+                                    "    return (1 - lr * weight_decay) ** 2 * sq_norm + lr**2 * grad_sq_norm")]},
+        "loses": ["test_next_sq_norm_sgd"],
+    },
+    {
+        "name": "angle_normalizes_in_place",
+        "explanation": "normalizes the flattened tensors in place, which changes float64 inputs (.double() returns the same tensor)",
+        "edits": {"angular_update": [("    cos = (a @ b / (a.norm() * b.norm())).item()",
+                                      "    a /= a.norm()\n    b /= b.norm()\n    cos = (a @ b).item()")]},
+        "loses": ["test_angular_update_random"],
+    },
+    {
+        "name": "group_norm_centres_in_place",
+        "explanation": "subtracts the group means from a view of X in place",
+        "edits": {"group_norm": [("    X_hat = ((groups - mean) / torch.sqrt(var + eps)).reshape(N, C, H, W)",
+                                  "    groups -= mean\n    X_hat = (groups / torch.sqrt(var + eps)).reshape(N, C, H, W)")]},
+        "loses": ["test_group_norm_random"],
+    },
+    {
         "name": "iid_spread_over_images",
         "explanation": "counts the 16 images as the independent values, not their 16 x 14 x 14 values",
         "edits": {"predict_noise": [("prediction_iid_spread = 1 / math.sqrt(16 * 14 * 14)",

@@ -84,6 +84,22 @@ MISTAKES = [
         "edits": {"block_variances": [("return torch.stack(variances).cpu()", "return [v.item() for v in variances]")]},
         "loses": ["test_block_variances"],
     },
+    {
+        "name": "hooks_on_top_level_children_only",
+        "explanation": "Looks for the modules among the model's direct children (model.children()), so a module nested "
+                       "in a container (a block inside nn.ModuleList or nn.Sequential) gets no hook and no value.",
+        "edits": {"block_variances": [("handles = [m.register_forward_hook(record) for m in modules]",
+                                       "handles = [m.register_forward_hook(record) for m in model.children() if m in modules]")]},
+        "loses": ["test_block_variances"],
+    },
+    {
+        "name": "averaged_over_the_width",
+        "explanation": "Averages over the units as a sum divided by output.shape[1], the width of a flat output: for a "
+                       "convolution's (batch, channels, length) output that divides by the channels, not the units.",
+        "edits": {"block_variances": [("output.var(dim=0, unbiased=False).mean())",
+                                       "output.var(dim=0, unbiased=False).sum() / output.shape[1])")]},
+        "loses": ["test_block_variances"],
+    },
     # block_variances: hooks, state, modes, graphs
     {
         "name": "hooks_left_attached",

@@ -12,15 +12,12 @@ import json
 import os
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from course_utils.grading.services import descendants, free_port, log_tail, start_time, stop, wait_until_up  # noqa: F401
 
 REQUIRE_ENV = "COURSE_REQUIRE_BROWSER"  # set to 1 (as CI does) to fail instead of skipping without a browser
 CHROMIUM_FLAGS = [
@@ -69,13 +66,6 @@ def chromium_path() -> str | None:
     return shutil.which("chromium")
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @dataclass
 class LabServer:
     """A running `jupyter lab` serving `root`, reachable at `url` with `token`."""
@@ -94,7 +84,7 @@ class LabServer:
         return f"{self.url}/lab/workspaces/{workspace}{f'/tree/{path}' if path else ''}?token={self.token}"
 
     def log_tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        return log_tail(self.log, lines)
 
 
 def isolated_env(home: Path, extra: dict[str, str]) -> dict[str, str]:
@@ -131,71 +121,5 @@ def start_lab(root: Path, home: Path, log: Path, env_extra: dict[str, str], time
         process = subprocess.Popen(cmd, cwd=root, env=isolated_env(home, env_extra), stdout=out,
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     server = LabServer(root, f"http://127.0.0.1:{port}", token, process, log)
-    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never via a proxy
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"jupyter lab exited with code {process.returncode}:\n{server.log_tail()}")
-        try:
-            with direct.open(f"{server.url}/api/status?token={token}", timeout=5) as reply:
-                if reply.status == 200:
-                    return server
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(0.5)
-    stop(process)
-    raise RuntimeError(f"jupyter lab did not answer within {timeout:.0f} s:\n{server.log_tail()}")
-
-
-def stop(process: subprocess.Popen, grace: float = 15) -> list[int]:
-    """Stop `process` and every process it started (kernels run in sessions of their own).
-
-    Returns the processes that had to be killed because they outlived their parent's shutdown.
-    """
-    family = descendants(process.pid)
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)  # the server shuts its kernels down on SIGTERM
-        try:
-            process.wait(grace)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    killed = []
-    for pid, started in family:
-        if start_time(pid) == started:
-            try:
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
-            except ProcessLookupError:
-                pass
-    return killed
-
-
-def start_time(pid: int) -> int | None:
-    """When process `pid` started (clock ticks since boot), or None once it is gone; guards against PID reuse."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2:].split()  # the fields after the command name
-    return None if fields[0] == "Z" else int(fields[19])
-
-
-def descendants(pid: int) -> list[tuple[int, int]]:
-    """(pid, start time) of every living descendant of `pid`, read from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            parent = int(stat[stat.rindex(")") + 2:].split()[1])
-            children.setdefault(parent, []).append(int(entry.name))
-    found, todo = [], list(children.get(pid, []))
-    while todo:
-        child = todo.pop()
-        started = start_time(child)
-        if started is not None:
-            found.append((child, started))
-        todo += children.get(child, [])
-    return found
+    wait_until_up(process, f"{server.url}/api/status?token={token}", log, "jupyter lab", timeout)
+    return server

@@ -1,9 +1,10 @@
 """The classroom on a JupyterHub, end to end in Chromium: fetch, answer, validate, submit, grade, feedback.
 
 The hub (with configurable-http-proxy and one server per user, each as its own system user) runs on
-loopback ports for this module only; the system users it makes are deleted at the end. Screenshots of each
-step go to build/screenshots/hub/. Without root, JupyterHub, the proxy or Chromium the module skips, or
-fails with the reason when COURSE_REQUIRE_BROWSER=1 (as CI sets it).
+loopback ports for this module only; the system users it makes are deleted at the end, and no process of the
+hub or of those users may outlive it. Screenshots of each step and the hub's log go to build/hub-screenshots/
+(beside the browser suite's folder, so that both suites can run at once). Without root, JupyterHub, the proxy
+or Chromium the module skips, or fails with the reason when COURSE_REQUIRE_BROWSER=1 (as CI sets it).
 """
 
 from __future__ import annotations
@@ -24,16 +25,18 @@ from typing import Iterator
 
 import nbformat
 import pytest
+from nbgrader.api import Gradebook, MissingEntry
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "browser"))
 import lab_server as ls  # noqa: E402
 
 from course_utils.grading import hub as hubs  # noqa: E402
+from course_utils.grading.services import DIRECT, descendants  # noqa: E402
 from course_utils.grading.course import Course  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 LAB = "conv_shapes"  # the fastest lab to grade
-SHOTS = REPO / "build" / "screenshots" / "hub"
+SHOTS = REPO / "build" / "hub-screenshots"
 LEFT_UNANSWERED = "conv_param_count"  # the partly wrong student leaves this exercise as released
 WRITTEN = "derive_output_size"  # the written answer the instructor grades by hand
 HAND_SCORE = 2.0
@@ -44,8 +47,6 @@ if _reason is not None:
     if os.environ.get(ls.REQUIRE_ENV) == "1":
         pytest.fail(f"{ls.REQUIRE_ENV}=1 but the hub cannot start: {_reason}", pytrace=False)
     pytest.skip(f"the hub cannot start here: {_reason}", allow_module_level=True)
-
-DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never via a proxy
 
 
 def api(url: str, token: str, method: str = "GET", body: object = None) -> tuple[int, object]:
@@ -72,6 +73,7 @@ def classroom() -> Iterator[hubs.Hub]:
     state = place / "state"
     settings = None
     hub = None
+    outlived, theirs = [], []
     try:
         settings = hubs.prepare(Course(REPO), state, f"{prefix}i", [f"{prefix}a", f"{prefix}b"],
                                 secrets.token_hex(8), [LAB])
@@ -79,12 +81,20 @@ def classroom() -> Iterator[hubs.Hub]:
         yield hub
     finally:
         if hub is not None:
-            hub.stop()
+            outlived = hub.stop()
+            hubs.reopen(hub.closed)  # the checkout as it was (a class's machine keeps it closed)
         if settings is not None:  # (prepare removes what it made when it fails)
+            theirs = [line for user in [settings.instructor, *settings.students]
+                      for line in subprocess.run(["ps", "-o", "pid=,args=", "-u", user], capture_output=True,
+                                                 text=True).stdout.splitlines()]
             hubs.remove_users(settings)
         shutil.rmtree(place, ignore_errors=True)
-        left = [u for u in ["i", "a", "b"] if subprocess.run(["id", f"{prefix}{u}"], capture_output=True).returncode == 0]
-        assert not left, f"system users left behind: {left}"
+    left = [u for u in ["i", "a", "b"] if subprocess.run(["id", f"{prefix}{u}"], capture_output=True).returncode == 0]
+    assert not left, f"system users left behind: {left}"
+    assert not outlived, f"processes that outlived the hub (killed): {outlived}"
+    assert not theirs, f"the users' processes still running after the hub stopped (killed): {theirs}"
+    still = descendants(os.getpid())
+    assert not still, f"processes this test started still running: {still}"
 
 
 @pytest.fixture(scope="module")
@@ -186,11 +196,19 @@ def test_whole_loop(classroom: hubs.Hub, browser) -> None:
         page.locator("#submitted_assignments_list").get_by_text(LAB).first.wait_for()
         page.screenshot(path=str(SHOTS / f"04-{student}-submitted.png"))
 
-    # The instructor collects and grades as their server would; one written answer is graded by hand.
+    # The instructor collects, then grades in their terminal: as an unprivileged user `course grade` either grades
+    # every submission or refuses with the reason and a non-zero status, never ending with 0 and nothing graded.
     course = Course(settings.course_root())
     as_user(hub, settings.instructor, ["python", "-m", "nbgrader", "collect", LAB])
-    graded = hubs.grade_as_root(settings, ["grade", LAB])  # the sandboxes need root, as with `sudo course grade`
-    assert graded.returncode == 0, graded.stdout + graded.stderr
+    own = as_user(hub, settings.instructor, ["course", "grade", LAB], check=False)
+    scored = [s for s in settings.students if recorded_score(course, s) is not None]
+    if own.returncode == 0:
+        assert scored == settings.students, own.stdout[-3000:]
+    else:
+        assert own.returncode == 1 and "as root" in own.stderr and "Traceback" not in own.stderr and not scored, \
+            own.stdout[-2000:] + own.stderr[-2000:]
+        graded = hubs.grade_as_root(settings, ["grade", LAB])  # what `sudo .venv/bin/python hub/grade LAB` runs
+        assert graded.returncode == 0, graded.stdout + graded.stderr
     teacher = log_in(browser, hub, settings.instructor)
     token = user_token(hub, settings.instructor)
     formgrader = f"{settings.url}/user/{settings.instructor}/formgrader"
@@ -208,13 +226,12 @@ def test_whole_loop(classroom: hubs.Hub, browser) -> None:
     teacher.goto(f"{formgrader}/submissions/{submission['id']}/")
     teacher.wait_for_load_state("networkidle")
     teacher.screenshot(path=str(SHOTS / "06-instructor-hand-graded.png"))
-    hubs.return_feedback(settings, LAB)
+    as_user(hub, settings.instructor, ["python", "-m", "course_utils.grading.hub", "feedback", LAB])
 
     # Each student fetches their feedback in the tab and reads their own page: their score, no hidden test.
     hidden = hidden_test_lines()
-    from nbgrader.api import Gradebook
+    scores = {s: recorded_score(course, s) for s in settings.students}
     with Gradebook(course.coursedir.db_url, course.coursedir.course_id) as gb:
-        scores = {s: gb.find_submission(LAB, s).score for s in settings.students}
         max_score = gb.find_assignment(LAB).max_score
     assert scores[good] > scores[partly], scores
     for student, page in pages.items():
@@ -234,12 +251,17 @@ def test_whole_loop(classroom: hubs.Hub, browser) -> None:
 
     # Nobody reads another's work: not through the hub, not through the files their own processes can open.
     other_feedback = settings.home(good) / html.replace("/", os.sep)
+    # Nor the course: the instructor's copy, the checkout the hub was started from, the instructor-only oracles.
+    oracles = hubs.site_packages(settings.path("instructor-env")) / "course_oracles"
     for path in [settings.home(good) / LAB / f"{LAB}.ipynb", other_feedback, settings.course_root(),
                  settings.course_root() / "source" / LAB / f"{LAB}.ipynb",
                  settings.exchange() / settings.course_id / "inbound",
-                 settings.exchange() / settings.course_id / "feedback"]:
+                 settings.exchange() / settings.course_id / "feedback",
+                 REPO, REPO / "source" / LAB / f"{LAB}.ipynb", REPO / "course_oracles" / "__init__.py",
+                 oracles / "__init__.py"]:
         assert not can_read(hub, partly, path), f"{partly} can read {path}"
     assert can_read(hub, partly, settings.home(partly) / LAB / f"{LAB}.ipynb")  # the check itself works
+    assert can_read(hub, settings.instructor, oracles / "__init__.py")
     for user in [good, settings.instructor]:
         status, _ = api(f"{settings.url}/user/{user}/api/contents/{LAB}", tokens[partly])
         assert status in (403, 404), f"{partly} reads {user}'s files through the hub ({status})"
@@ -260,6 +282,15 @@ def test_whole_loop(classroom: hubs.Hub, browser) -> None:
     assert regraded.returncode == 0, regraded.stdout + regraded.stderr
     with Gradebook(course.coursedir.db_url, course.coursedir.course_id) as gb:
         assert gb.find_submission(LAB, partly).total_seconds_late > 0
+
+
+def recorded_score(course: Course, student: str) -> float | None:
+    """`student`'s score of LAB in the gradebook; None when no grade is recorded."""
+    with Gradebook(course.coursedir.db_url, course.coursedir.course_id) as gb:
+        try:
+            return gb.find_submission(LAB, student).score
+        except MissingEntry:
+            return None
 
 
 def hidden_test_lines() -> list[str]:
