@@ -13,7 +13,10 @@ PYTHON := $(BIN)/python
 # Debian packages: the sandbox every grading kernel runs in, and what the browser, hub and PostgreSQL tests need
 # (Node and npm for the hub's proxy). Installed when running as root (CI); otherwise the command says what to install.
 DEMO_PACKAGES = bubblewrap
-TEST_PACKAGES = bubblewrap chromium fonts-dejavu-core fonts-liberation postgresql nodejs npm
+TEST_PACKAGES = bubblewrap chromium fonts-dejavu-core fonts-liberation postgresql
+# The hub test's proxy needs npm: Debian's nodejs and npm, installed only where no npm is found (a Node.js from
+# elsewhere, e.g. NodeSource's, brings its own npm and conflicts with Debian's).
+HUB_PACKAGES = nodejs npm
 # The package's extras: the tests' tools, and JupyterHub for the hub test.
 EXTRAS = test
 test: EXTRAS = test,hub
@@ -49,6 +52,8 @@ $(HUB_MODULES): hub/package-lock.json
 # folder); the hub test's output follows the browser suite's.
 test: install
 	$(call system_packages,$(TEST_PACKAGES))
+	@command -v npm >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(HUB_PACKAGES) >/dev/null; } || true
 	@$(MAKE) --no-print-directory $(HUB_MODULES)
 	$(BIN)/course validate
 	$(PYTHON) -m pytest --ignore=tests/browser --ignore=tests/hub
