@@ -262,6 +262,18 @@ def close_to_students(private: list[Path], keep: list[Path]) -> dict[Path, int]:
     return changed
 
 
+def open_way_to(path: Path) -> dict[Path, int]:
+    """Let every user enter each folder above `path` (and `path`) that they cannot, without letting them list it,
+    as an install where everyone can read would. Returns the former modes (`reopen` puts them back)."""
+    changed = {}
+    for folder in [path, *path.parents]:
+        mode = folder.stat().st_mode & 0o7777
+        if not mode & 0o001:
+            changed[folder] = mode
+            folder.chmod(mode | 0o001)
+    return changed
+
+
 def reopen(changed: dict[Path, int]) -> None:
     """Put back the modes `close_to_students` changed."""
     for path, mode in changed.items():
