@@ -25,7 +25,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 COURSE_ORDER = ["conv_shapes", "feature_scaling", "bn_train_eval", "bn_from_scratch", "residual_variance",
-                "mlp_depth_sweep", "bn_chaos", "norm_layers", "adversarial_spheres"]  # each lab's references point back
+                "mlp_depth_sweep", "bn_chaos", "norm_layers", "adversarial_spheres", "why_batchnorm_helps",
+                "norm_in_practice"]  # each lab's references point back
 
 
 @dataclass

@@ -1,35 +1,35 @@
-"""Softmax regression with batch norm on its logits (bn_from_scratch): data, training loop, references, checks.
+"""Softmax regression with batch norm on its logits (bn_from_scratch): data, training loop, torch replica, checks.
 
 The model maps inputs X (N, F) to logits X @ W (N, C), batch-normalizes them (gamma, beta) and applies softmax
 with the cross-entropy loss. The lab's students write its pieces; this module holds what the lab does not teach:
 the four clusters it learns, the minibatch SGD loop, test-mode prediction, a torch replica of the whole graph
-(one named tensor per node, for `register_hook`), and the autograder checks of the classifier's exercises with
-their private torch references (an answer may not call this package: `norm_checks.OWN_WORK`). The pieces a
-model is built from are passed in a dict, `layers`:
+(one named tensor per node, for `register_hook`), and the autograder checks of the classifier's exercises. The
+pieces a model is built from are passed in a dict, `layers`:
 
     {"bn_forward": ..., "bn_backward": ..., "softmax_cross_entropy": ..., "update_running_stats": ...,
      "bn_forward_test": ...}
 
-so that a test can hand a student's function the reference pieces (`_reference_layers()`) and grade that
-function alone. The references use torch, never a NumPy version of what students derive.
+The checks run an answer on cases that carry their expected results: by default the fixed cases stored with the
+course (`bn_cases`), in the hidden tests random ones from the instructor's oracles. The layers a classifier is
+handed are `Replay`s of the reference pieces' recorded results, so no reference ships with the course.
 """
 
 from __future__ import annotations
 
-import functools
-from typing import Any, Callable
+import copy
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .norm_checks import OWN_WORK, _bn_backward, _bn_forward, call_leaving_inputs, check_array
+from . import bn_cases
+from .norm_checks import OWN_WORK, TOL, _error, call_leaving_inputs, check_array
 from .testing import check_no_calls, probe
 
 PARAMS = ("W", "gamma", "beta")
 REPLICA_NODES = ("W", "gamma", "beta", "logits", "mu", "xc", "var", "std", "x_hat", "Z")  # as torch_replica lists them
-OTHER_EPS, OTHER_SCALES = 0.25, (3.0, 2.0)  # the pieces of `_other_layers`: bn_forward's eps, the loss's and backward's factors
 
 
 # ---------------------------------------------------------------- data and parameters
@@ -55,65 +55,6 @@ def init_params(num_features: int, num_classes: int, seed: int = 0, dtype: Any =
     params = {"W": 0.1 * rng.standard_normal((num_features, num_classes)), "gamma": np.ones(num_classes),
               "beta": np.zeros(num_classes), "running_mean": np.zeros(num_classes), "running_var": np.ones(num_classes)}
     return {k: v.astype(dtype) for k, v in params.items()}
-
-
-# ---------------------------------------------------------------- references (torch)
-
-def _softmax_cross_entropy(logits: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
-    """(mean cross-entropy, its gradient) by torch in float64, the gradient in the dtype of `logits`."""
-    z = torch.tensor(np.asarray(logits, dtype=np.float64), requires_grad=True)
-    with torch.enable_grad():
-        loss = F.cross_entropy(z, torch.as_tensor(np.asarray(y, dtype=np.int64)))
-        loss.backward()
-    return float(loss.detach()), z.grad.numpy().astype(logits.dtype)
-
-
-def _update_running_stats(running_mean: np.ndarray, running_var: np.ndarray, x: np.ndarray,
-                          momentum: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
-    """One update of BatchNorm1d's running estimates from a training batch `x` (N >= 2), by torch's batch_norm in
-    float64 (it updates the buffers it is given), returned in the dtype of `x`."""
-    mean, var = (torch.tensor(np.asarray(v, dtype=np.float64)) for v in (running_mean, running_var))
-    F.batch_norm(torch.as_tensor(np.asarray(x, dtype=np.float64)), mean, var, training=True, momentum=momentum)
-    return mean.numpy().astype(x.dtype), var.numpy().astype(x.dtype)
-
-
-def _bn_forward_test(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, running_mean: np.ndarray,
-                     running_var: np.ndarray, eps: float = 1e-5) -> np.ndarray:
-    """Batch norm in test mode by torch's batch_norm in eval mode, in float64, returned in the dtype of `x`."""
-    t = {k: torch.as_tensor(np.asarray(v, dtype=np.float64))
-         for k, v in dict(x=x, gamma=gamma, beta=beta, mean=running_mean, var=running_var).items()}
-    out = F.batch_norm(t["x"], t["mean"], t["var"], t["gamma"], t["beta"], training=False, eps=eps)
-    return out.numpy().astype(x.dtype)
-
-
-def _reference_layers() -> dict[str, Callable]:
-    """Every piece of the model by torch, under the names a `layers` dict uses."""
-    return {"bn_forward": _bn_forward, "bn_backward": _bn_backward,
-            "softmax_cross_entropy": _softmax_cross_entropy,
-            "update_running_stats": _update_running_stats, "bn_forward_test": _bn_forward_test}
-
-
-def _scaled(factor: float, layer: Callable, *args) -> tuple:
-    """`layer(*args)` with every part of its result multiplied by `factor`: a valid layer unlike the lab's."""
-    return tuple(factor * part for part in layer(*args))
-
-
-def _other_layers() -> dict[str, Callable]:
-    """Reference pieces that differ from the lab's: batch norm with eps = OTHER_EPS, the loss and batch norm's
-    backward pass scaled by OTHER_SCALES. A classifier that takes its layers from `layers` gives the loss times
-    the loss's factor and gradients times both factors; one that uses pieces of its own does not."""
-    return {**_reference_layers(), "bn_forward": functools.partial(_bn_forward, eps=OTHER_EPS),
-            "softmax_cross_entropy": functools.partial(_scaled, OTHER_SCALES[0], _softmax_cross_entropy),
-            "bn_backward": functools.partial(_scaled, OTHER_SCALES[1], _bn_backward)}
-
-
-def _loss_and_grads(params: dict, X: np.ndarray, y: np.ndarray, layers: dict | None = None,
-                             eps: float = 1e-5) -> tuple[float, dict[str, np.ndarray]]:
-    """The classifier's mean loss and the gradients of W, gamma and beta by torch autograd through the whole graph."""
-    loss, nodes = torch_replica(X, y, params, eps=eps)
-    loss.backward()
-    dtype = np.asarray(params["W"]).dtype
-    return float(loss.detach()), {k: nodes[k].grad.numpy().astype(dtype) for k in PARAMS}
 
 
 # ---------------------------------------------------------------- training and prediction
@@ -211,16 +152,6 @@ def torch_replica(X: np.ndarray, y: np.ndarray, params: dict, eps: float = 1e-5,
                   "std": std, "x_hat": x_hat, "Z": Z}
 
 
-def _replica_grads(X: np.ndarray, y: np.ndarray, params: dict, sqrt_slip: bool = False,
-                   eps: float = 1e-5) -> dict[str, np.ndarray]:
-    """The gradient of the loss at every node of `torch_replica`, by `retain_grad` (the tests' oracle)."""
-    loss, nodes = torch_replica(X, y, params, eps=eps, sqrt_slip=sqrt_slip)
-    for t in nodes.values():
-        t.retain_grad()
-    loss.backward()
-    return {name: t.grad.numpy().copy() for name, t in nodes.items()}
-
-
 @probe
 def hooked_replica(record_grads: Callable, X: np.ndarray, y: np.ndarray, params: dict,
                    sqrt_slip: bool = False) -> dict:
@@ -235,6 +166,52 @@ def hooked_replica(record_grads: Callable, X: np.ndarray, y: np.ndarray, params:
     return {"recorded": recorded, "leaf_grads": {k: nodes[k].grad for k in PARAMS}}
 
 
+# ---------------------------------------------------------------- recorded layers
+
+def _same(got: Any, recorded: Any) -> bool:
+    """Whether an argument a layer is called with is the recorded one: arrays of its shape within the checks'
+    tolerance (TOL of the recorded dtype), dicts holding every recorded key, numbers close, the rest equal."""
+    if isinstance(recorded, np.ndarray):
+        if not isinstance(got, np.ndarray) or got.shape != recorded.shape:
+            return False
+        if recorded.dtype.kind not in "fc":
+            return bool(np.array_equal(got, recorded))
+        return bool(np.all(np.isfinite(got))) and _error(got.astype(np.float64), recorded.astype(np.float64)) < \
+            TOL.get(recorded.dtype, TOL[np.dtype(np.float64)])
+    if isinstance(recorded, dict):
+        return isinstance(got, dict) and all(k in got and _same(got[k], v) for k, v in recorded.items())
+    if isinstance(recorded, float):
+        return isinstance(got, (int, float, np.number)) and abs(float(got) - recorded) <= 1e-12 * (abs(recorded) + 1)
+    return bool(got == recorded)
+
+
+class Replay:
+    """A layer for a test: for a call whose leading arguments are those of a recorded call (within float
+    rounding) it returns a copy of that call's recorded result (a tuple), and fails for any other call.
+
+    The classifier's checks hand a student's function the reference pieces this way, recorded by the
+    instructor's oracles, so that no reference layer ships with the course. Picklable, so it crosses into a
+    grading kernel as the layers do.
+    """
+
+    def __init__(self, name: str, calls: list) -> None:
+        self.name, self.calls = name, [(list(args), list(result)) for args, result in calls]
+
+    def __call__(self, *args, **kwargs):
+        for recorded, result in self.calls:
+            if len(args) >= len(recorded) and all(_same(a, r) for a, r in zip(args, recorded)):
+                return tuple(copy.deepcopy(result))
+        recorded = self.calls[0][0]
+        if len(args) < len(recorded):
+            why = f"{len(args)} positional argument(s); it takes {len(recorded)}"
+        else:
+            at = next(i for i, (a, r) in enumerate(zip(args, recorded)) if not _same(a, r))
+            why = (f"an argument {at + 1} ({type(args[at]).__name__}"
+                   f"{' of shape ' + str(tuple(args[at].shape)) if hasattr(args[at], 'shape') else ''}) that is not "
+                   "what this step of the classifier passes it")
+        raise AssertionError(f"layers[{self.name!r}] was called with {why}. Check what you feed each layer.")
+
+
 # ---------------------------------------------------------------- checks of the exercises
 
 def _scalar(value: Any, name: str, where: str) -> float:
@@ -244,65 +221,37 @@ def _scalar(value: Any, name: str, where: str) -> float:
     return float(value)
 
 
-def _softmax_case(rng: np.random.Generator, dtype: np.dtype, scale: float, n: int | None = None):
-    n = int(rng.integers(1, 21)) if n is None else n
-    c = int(rng.integers(2, 9))
-    logits = (scale * rng.normal(size=(n, c)) + rng.normal(0, scale, size=(n, 1))).astype(dtype)
-    return logits, rng.integers(0, c, size=n)
-
-
-def check_softmax_cross_entropy(softmax_ce: Callable, name: str, trials: int = 6, seed: int = 0,
-                                scales: tuple = (1.0, 5.0, 1000.0)) -> None:
-    """Check `softmax_ce(logits, y) -> (loss, dlogits)` against torch's cross_entropy and its gradient.
-
-    Random sizes (a batch of one included), float32 and float64, logits of every size in `scales` (large ones
-    overflow a naive exp); a number and an array of the logits' shape and dtype; logits and y unchanged; no torch.
-    On non-finite results it calls the function again on the logits with each row's maximum subtracted (same loss,
-    same gradient), and says the exponentials overflow only when that call comes out right. Used by bn_from_scratch.
+def check_softmax_cross_entropy(softmax_ce: Callable, name: str, cases: Iterable[dict] | None = None) -> None:
+    """Check `softmax_ce(logits, y) -> (loss, dlogits)` against torch's cross_entropy and its gradient on `cases`
+    (default: the stored ones): random sizes (a batch of one included), float32 and float64, logits small and
+    huge (which overflow a naive exp); a number and an array of the logits' shape and dtype; logits and y
+    unchanged; no torch. On non-finite results it calls the function again on the logits with each row's maximum
+    subtracted (same loss, same gradient), and says the exponentials overflow only when that call comes out
+    right. Used by bn_from_scratch.
     """
     check_no_calls(softmax_ce, {**OWN_WORK, "torch": "this exercise is NumPy only: write the softmax yourself",
                                 "logsumexp": "subtracting the row maximum is the exercise: write it yourself"}, name)
-    rng = np.random.default_rng(seed)
-    # After the random trials, two fixed ones where the true class's logit lies far below the row's largest.
-    extreme = [(np.array([[1000.0, 0.0, -1000.0], [-500.0, 2000.0, 0.0]], dtype=dtype), np.array([2, 0]))
-               for dtype in (np.float64, np.float32)]
-    for trial in range(trials + len(extreme)):
-        dtype = np.dtype([np.float64, np.float32][trial % 2])
-        scale = scales[trial % len(scales)] if trial < trials else 1000.0
-        logits, labels = _softmax_case(rng, dtype, scale, n=1 if trial == 1 else None) if trial < trials \
-            else extreme[trial - trials]
+    for case in bn_cases.load("softmax") if cases is None else cases:
+        logits, labels, want_loss, want, where = (case[k] for k in ("logits", "labels", "loss", "dlogits", "where"))
         dtype = logits.dtype
-        where = f"for logits of shape {logits.shape} ({dtype}) and size about {scale:g}"
         result = call_leaving_inputs(softmax_ce, name, logits, labels, hint="work on new arrays")
         if not (isinstance(result, tuple) and len(result) == 2):
             raise AssertionError(f"{name} should return a tuple (loss, dlogits), but it returned a "
                                  f"{type(result).__name__} {where}.")
         loss, dlogits = result
         loss = _scalar(loss, f"{name}'s loss", where)
-        want_loss, want = _softmax_cross_entropy(logits.astype(np.float64), labels)
         finite = np.isfinite(loss) and isinstance(dlogits, np.ndarray) and np.all(np.isfinite(dlogits))
         if not finite:
             raise AssertionError(_diagnose_non_finite(softmax_ce, logits, labels, want_loss, want, where, name))
-        check_array(dlogits, want, dtype, f"{name}'s dlogits", where, _softmax_slips(logits, labels, want))
+        check_array(dlogits, want.astype(np.float64), dtype, f"{name}'s dlogits", where, case["slips"])
         tol = 1e-9 if dtype == np.float64 else 1e-5
         if abs(loss - want_loss) > tol * (abs(want_loss) + 1):
-            cause = next((why for why, wrong in (
-                ("it sums the loss over the batch; the loss is the mean over the batch",
-                 want_loss * len(labels)),) if abs(wrong - want_loss) > tol * (abs(want_loss) + 1)
-                and abs(loss - wrong) <= tol * (abs(wrong) + 1)), None)
+            summed = want_loss * len(labels)
+            cause = ("it sums the loss over the batch; the loss is the mean over the batch"
+                     if abs(summed - want_loss) > tol * (abs(want_loss) + 1) and abs(loss - summed) <= tol * (abs(summed) + 1)
+                     else None)
             raise AssertionError(f"{name}'s loss is {loss:.8g} {where}; torch's cross_entropy gives {want_loss:.8g}."
                                  + (f" Likely cause: {cause}." if cause else ""))
-
-
-def _softmax_slips(logits: np.ndarray, labels: np.ndarray, want: np.ndarray) -> list[tuple[str, np.ndarray]]:
-    z = torch.from_numpy(logits.astype(np.float64))
-    onehot = F.one_hot(torch.from_numpy(np.asarray(labels, dtype=np.int64)), z.shape[1]).to(torch.float64)
-    over_batch = ((torch.softmax(z, dim=0) - onehot) / len(labels)).numpy()
-    return [("it returns the gradient of the summed loss: the loss is a mean, so dlogits carries a factor 1/N",
-             want * len(labels)),
-            ("it takes the softmax over the batch (axis=0); each row is one example's distribution over classes",
-             over_batch),
-            ("the sign is flipped: the gradient is (softmax - onehot) / N", -want)]
 
 
 def _diagnose_non_finite(softmax_ce: Callable, logits: np.ndarray, labels: np.ndarray, want_loss: float,
@@ -331,93 +280,47 @@ def _diagnose_non_finite(softmax_ce: Callable, logits: np.ndarray, labels: np.nd
     return facts
 
 
-def check_loss_and_grads(loss_and_grads: Callable, name: str, trials: int = 6, seed: int = 0) -> None:
-    """Check `loss_and_grads(params, X, y, layers) -> (loss, grads)` of the whole classifier against torch autograd.
+def check_loss_and_grads(loss_and_grads: Callable, name: str, cases: Iterable[dict] | None = None) -> None:
+    """Check `loss_and_grads(params, X, y, layers) -> (loss, grads)` of the whole classifier against torch autograd
+    on `cases` (default: the stored ones).
 
-    The function gets the reference pieces (`_reference_layers()`), so only its own step is graded: the chain rule
-    through the logits X @ W and the composition of the layers. Every third trial hands it other valid pieces
-    (`_other_layers()`), so that one which uses pieces of its own instead of `layers` fails. Random sizes (a batch
-    of one included), float32 and float64; a number and a dict of arrays of the parameters' shapes and dtypes;
-    params, X and y unchanged. Used by bn_from_scratch.
+    The function gets the reference pieces (as `Replay`s of their recorded results), so only its own step is
+    graded: the chain rule through the logits X @ W and the composition of the layers. Some cases hand it other
+    valid pieces, so that one which uses pieces of its own instead of `layers` fails. Random sizes (a batch of one
+    included), float32 and float64; a number and a dict of arrays of the parameters' shapes and dtypes; params, X
+    and y unchanged. Used by bn_from_scratch.
     """
     check_no_calls(loss_and_grads, OWN_WORK, name)
-    rng = np.random.default_rng(seed)
-    for trial in range(trials):
-        dtype = np.dtype([np.float64, np.float32][trial % 2])
-        n = 1 if trial == 1 else int(rng.integers(2, 25))
-        f, c = int(rng.integers(2, 6)), int(rng.integers(2, 7))
-        X = rng.normal(0, 2, size=(n, f)).astype(dtype)
-        y = rng.integers(0, c, size=n)
-        params = {"W": rng.normal(size=(f, c)), "gamma": rng.uniform(0.5, 2, size=c) * rng.choice([-1, 1], size=c),
-                  "beta": rng.normal(size=c), "running_mean": rng.normal(size=c), "running_var": rng.uniform(0.5, 2, size=c)}
-        params = {k: v.astype(dtype) for k, v in params.items()}
-        other = trial % 3 == 2
-        where = f"for X of shape {X.shape} ({dtype}{', a batch of one' if n == 1 else ''}) and {c} classes"
-        if other:
-            where += (f", given layers other than the lab's (bn_forward with eps={OTHER_EPS}, the loss and "
-                      f"bn_backward multiplied by {OTHER_SCALES[0]:g} and {OTHER_SCALES[1]:g}: use the layers you are given)")
-        result = call_leaving_inputs(loss_and_grads, name, params, X, y, _other_layers() if other else _reference_layers(),
-                                     hint="work on new arrays")
+    for case in bn_cases.load("loss_and_grads") if cases is None else cases:
+        params, X, y, where = (case[k] for k in ("params", "X", "y", "where"))
+        layers = {key: Replay(key, calls) for key, calls in case["calls"].items()}
+        result = call_leaving_inputs(loss_and_grads, name, params, X, y, layers, hint="work on new arrays")
         if not (isinstance(result, tuple) and len(result) == 2):
             raise AssertionError(f"{name} should return a tuple (loss, grads), but it returned a {type(result).__name__}.")
         loss, grads = result
         loss = _scalar(loss, f"{name}'s loss", where)
-        eps, (loss_factor, backward_factor) = (OTHER_EPS, OTHER_SCALES) if other else (1e-5, (1.0, 1.0))
-        want_loss = loss_factor * _loss_and_grads(params, X.astype(np.float64), y, eps=eps)[0]
-        full = {k: loss_factor * backward_factor * v for k, v in _replica_grads(X, y, params, eps=eps).items()}
         if not isinstance(grads, dict) or any(k not in grads for k in PARAMS):
             raise AssertionError(f"{name}'s grads should be a dict with the keys 'W', 'gamma' and 'beta', but it is "
                                  f"{type(grads).__name__}{' with keys ' + repr(sorted(grads)) if isinstance(grads, dict) else ''}.")
-        tol = 1e-9 if dtype == np.float64 else 1e-5
+        want_loss, tol = case["loss"], 1e-9 if X.dtype == np.float64 else 1e-5
         if abs(loss - want_loss) > tol * (abs(want_loss) + 1):
             raise AssertionError(f"{name}'s loss is {loss:.8g} {where}; the classifier's loss is {want_loss:.8g}. "
                                  "The loss is softmax_cross_entropy of the batch-normalized logits.")
-        slips = {"W": [("dW uses the gradient at the output of batch norm (dZ) instead of at its input (dlogits): the "
-                        "chain rule must pass through the batch-norm layer first", X.astype(np.float64).T @ full["Z"] / backward_factor)]}
         for key in PARAMS:
-            check_array(grads[key], full[key], dtype, f"{name}'s gradient of {key}", where, slips.get(key, []))
+            check_array(grads[key], case["grads"][key], X.dtype, f"{name}'s gradient of {key}", where,
+                        case["slips"].get(key, []))
 
 
-@functools.lru_cache(maxsize=4)
-def _reference_run(num_epochs: int) -> tuple[dict, tuple]:
-    """Training on `make_clusters` with torch autograd's gradients (deterministic, so computed once per process)."""
-    X, y = make_clusters()
-    params, history = train(X, y, _loss_and_grads, _reference_layers(), num_epochs, progress=False)
-    return params, tuple(history)
-
-
-def check_training(loss_and_grads: Callable, name: str, num_epochs: int = 10) -> None:
-    """Train on `make_clusters` with `loss_and_grads` (and the reference pieces), and compare with the same run on
-    torch autograd's gradients, from the same start in the same order: the parameters must end equal, and so must
-    the training accuracy in test mode (the four clusters separated after 10 epochs). Used by bn_from_scratch."""
-    X, y = make_clusters()
-    mine, history = train(X, y, loss_and_grads, _reference_layers(), num_epochs, progress=False)
-    want, want_history = _reference_run(num_epochs)
-    for key in PARAMS:
-        err = float(np.linalg.norm(mine[key] - want[key]) / (np.linalg.norm(want[key]) + 1e-12))
-        assert err < 1e-6, (f"After {num_epochs} epochs of SGD with your {name}, {key} differs from the same training "
-                            f"run with torch's gradients (relative difference {err:.1e}); the gradients go wrong somewhere "
-                            "along the way.")
-    accuracy, want_accuracy = history[-1][1], want_history[-1][1]
-    assert accuracy == want_accuracy, (
-        f"Training with your {name} reaches {accuracy:.1%} training accuracy in test mode after {num_epochs} epochs; "
-        f"the same run with torch's gradients reaches {want_accuracy:.1%}.")
-
-
-def check_record_grads(record_grads: Callable, name: str, trials: int = 2, seed: int = 0) -> None:
-    """Check `record_grads(nodes) -> dict`: after the loss's backward pass, the dict maps every node of
-    `torch_replica` to its gradient (torch's `retain_grad` agrees), and the hooks leave the gradients that reach
-    W, gamma and beta unchanged. Runs the replica in the student's kernel (`hooked_replica`). Used by bn_from_scratch.
+def check_record_grads(record_grads: Callable, name: str, cases: Iterable[dict] | None = None) -> None:
+    """Check `record_grads(nodes) -> dict` on `cases` (default: the stored ones): after the loss's backward pass,
+    the dict maps every node of `torch_replica` to its gradient (torch's `retain_grad` agrees), and the hooks leave
+    the gradients that reach W, gamma and beta unchanged. Runs the replica in the student's kernel
+    (`hooked_replica`). Used by bn_from_scratch.
     """
     check_no_calls(record_grads, OWN_WORK, name)
-    rng = np.random.default_rng(seed)
-    for trial in range(trials):
-        n, f, c = int(rng.integers(3, 13)), int(rng.integers(1, 5)), int(rng.integers(2, 6))
-        X, y = rng.normal(0, 2, size=(n, f)), rng.integers(0, c, size=n)
-        params = {"W": rng.normal(size=(f, c)), "gamma": rng.uniform(0.5, 2, size=c), "beta": rng.normal(size=c)}
-        sqrt_slip = trial % 2 == 1
-        want = _replica_grads(X, y, params, sqrt_slip=sqrt_slip)
-        report = hooked_replica(record_grads, X, y, params, sqrt_slip=sqrt_slip)
+    for case in bn_cases.load("record_grads") if cases is None else cases:
+        want = case["want"]
+        report = hooked_replica(record_grads, case["X"], case["y"], case["params"], sqrt_slip=case["sqrt_slip"])
         recorded = report["recorded"]
         if not isinstance(recorded, dict):
             raise AssertionError(f"{name} should return a dict (filled by the hooks during the backward pass), but it "

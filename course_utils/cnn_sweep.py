@@ -10,6 +10,7 @@ norms and seeds of a batch size together this way and gives the results of the p
 from __future__ import annotations
 
 import math
+from copy import deepcopy
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -47,16 +48,21 @@ def norm_layer(norm: str, channels: int, groups: int = GROUPS) -> nn.Module:
 
 
 def small_cnn(norm: str, widths: Sequence[int] = WIDTHS, strides: Sequence[int] = STRIDES, groups: int = GROUPS,
-              num_classes: int = 10, in_channels: int = 1, image_size: int = 28) -> nn.Sequential:
-    """Blocks Conv2d(3x3, no bias) -> norm -> ReLU, then a Linear head on the flattened last feature maps.
+              num_classes: int = 10, in_channels: int = 1, image_size: int = 28, kernel_size: int = 3) -> nn.Sequential:
+    """Blocks Conv2d(kernel_size, padding kernel_size // 2, no bias) -> norm -> ReLU, then a Linear head on the
+    flattened last feature maps.
 
     The convolutions are He-initialized; they have no bias because every normalization after them
-    removes it (BatchNorm exactly, per channel). Used by norm_layers.
+    removes it (BatchNorm exactly, per channel). With `kernel_size=1` and `image_size=1` the network is an
+    MLP on `in_channels` features whose BatchNorm2d is BatchNorm1d: one value per example and feature.
+    Used by norm_layers.
     """
+    if kernel_size % 2 != 1:
+        raise ValueError(f"kernel_size must be odd (a centred kernel keeps the size), not {kernel_size}")
     layers: list[nn.Module] = []
     fan_in, size = in_channels, image_size
     for width, stride in zip(widths, strides):
-        conv = nn.Conv2d(fan_in, width, 3, stride=stride, padding=1, bias=False)
+        conv = nn.Conv2d(fan_in, width, kernel_size, stride=stride, padding=kernel_size // 2, bias=False)
         nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
         layers += [conv, norm_layer(norm, width, groups), nn.ReLU()]
         fan_in, size = width, (size - 1) // stride + 1
@@ -85,6 +91,7 @@ class CNNRun:
     train_acc: float  # on the training set, evaluation mode
     test_acc: float  # on the test set, evaluation mode (BatchNorm: running statistics)
     test_acc_batch: float  # on the test set, normalized with the statistics of test batches of batch_size
+    test_acc_population: float  # on the test set, BatchNorm with statistics re-estimated on the whole training set
 
     @property
     def mode_gap(self) -> float:
@@ -121,6 +128,20 @@ def accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor, batch_size: int
     return correct / len(X)
 
 
+@torch.no_grad()
+def population_accuracy(model: nn.Module, X_stats: torch.Tensor, X: torch.Tensor, y: torch.Tensor) -> float:
+    """Accuracy of `model` in evaluation mode on (X, y) after setting every BatchNorm's running statistics to those
+    of all of `X_stats` (one pass in training mode with momentum 1: each layer's statistics over the whole set,
+    given the layers below normalized the same way). The running estimates of training are left out of it; the
+    model is untouched."""
+    copy = deepcopy(model)
+    for m in copy.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.momentum = 1.0
+    copy.train()(X_stats)
+    return accuracy(copy, X, y)
+
+
 def train_one(X: torch.Tensor, y: torch.Tensor, X_test: torch.Tensor, y_test: torch.Tensor, norm: str,
               batch_size: int, seed: int, lr: float, num_epochs: int, weight_decay: float = 0.0,
               **cnn_args) -> CNNRun:
@@ -141,13 +162,13 @@ def train_one(X: torch.Tensor, y: torch.Tensor, X_test: torch.Tensor, y_test: to
             total += loss.item()
         losses.append(total / len(rows))
     return CNNRun(norm, batch_size, seed, lr, losses, accuracy(model, X, y), accuracy(model, X_test, y_test),
-                  accuracy(model, X_test, y_test, batch_size))
+                  accuracy(model, X_test, y_test, batch_size), population_accuracy(model, X, X_test, y_test))
 
 
 class StackedCNNs:
     """M `small_cnn`s of the same widths trained as one: grouped convolutions over the model axis.
 
-    Inputs are laid out (batch, M * channels, H, W): model m owns channels [m * C, (m + 1) * C) of every
+    Inputs are laid out (batch, M * in_channels, H, W) and model m owns channels [m * C, (m + 1) * C) of every
     layer, so one `F.conv2d(..., groups=M)` computes a layer of all M models, BatchNorm of all BatchNorm
     models is one `F.batch_norm` (each channel normalized over its own model's batch and positions), and
     GroupNorm/LayerNorm of all models of that kind is one `F.group_norm` with M times the groups. Every
@@ -160,6 +181,8 @@ class StackedCNNs:
         heads = [[m for m in model if isinstance(m, nn.Linear)][-1] for model in models]
         self.M = len(models)
         self.strides = [c.stride for c in convs[0]]
+        self.paddings = [c.padding for c in convs[0]]
+        self.in_channels = convs[0][0].in_channels
         self.widths = [c.out_channels for c in convs[0]]
         kinds = [norm_kind(ns[0]) for ns in norms]
         self.kinds = kinds
@@ -185,7 +208,7 @@ class StackedCNNs:
     def parameters(self) -> list[torch.Tensor]:
         return [*self.weights, *self.gammas, *self.betas, self.head_weight, self.head_bias]
 
-    def _normalize(self, i: int, h: torch.Tensor, mode: str) -> torch.Tensor:
+    def _normalize(self, i: int, h: torch.Tensor, mode: str, momentum: float = MOMENTUM) -> torch.Tensor:
         C = self.widths[i]
         parts = []
         for kind, groups, a, b in self.segments:
@@ -197,7 +220,7 @@ class StackedCNNs:
                                     False, 0.0, EPS)
             elif kind == "batch" and mode == "train":  # updates this slice of the running statistics in place
                 part = F.batch_norm(part, self.running_means[i][rows], self.running_vars[i][rows], gamma, beta,
-                                    True, MOMENTUM, EPS)
+                                    True, momentum, EPS)
             elif kind == "batch":  # "batch": the batch's statistics, running statistics untouched
                 part = F.batch_norm(part, None, None, gamma, beta, True, 0.0, EPS)
             else:
@@ -205,21 +228,28 @@ class StackedCNNs:
             parts.append(part)
         return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
 
-    def forward(self, X: torch.Tensor, mode: str = "eval") -> torch.Tensor:
-        """Logits (M, batch, classes) for per-model inputs X (batch, M, H, W) or shared ones (batch, 1, H, W).
+    def forward(self, X: torch.Tensor, mode: str = "eval", momentum: float = MOMENTUM) -> torch.Tensor:
+        """Logits (M, batch, classes) for per-model inputs X (batch, M * in_channels, H, W) or shared ones
+        (batch, in_channels, H, W).
 
-        `mode` is "train" (batch statistics, running statistics updated), "batch" (batch statistics only)
-        or "eval" (BatchNorm with its running statistics).
+        `mode` is "train" (batch statistics, running statistics updated with `momentum`), "batch" (batch
+        statistics only) or "eval" (BatchNorm with its running statistics).
         """
-        h = X.expand(-1, self.M, -1, -1) if X.shape[1] == 1 and self.M > 1 else X
-        for i, (weight, stride) in enumerate(zip(self.weights, self.strides)):
-            h = F.conv2d(h, weight, stride=stride, padding=1, groups=self.M)
-            h = F.relu(self._normalize(i, h, mode))
+        h = X.repeat(1, self.M, 1, 1) if X.shape[1] == self.in_channels and self.M > 1 else X
+        for i, (weight, stride, padding) in enumerate(zip(self.weights, self.strides, self.paddings)):
+            if h.shape[-2:] == weight.shape[-2:] == (1, 1):  # a 1x1 kernel on a 1x1 map: M matrix products, faster
+                B, w = len(h), weight.view(self.M, -1, weight.shape[1])  # w: (M, C_out, C_in)
+                h = torch.bmm(h.view(B, self.M, -1).transpose(0, 1), w.transpose(1, 2))  # (M, B, C_out)
+                h = h.transpose(0, 1).reshape(B, -1, 1, 1)
+            else:
+                h = F.conv2d(h, weight, stride=stride, padding=padding, groups=self.M)
+            h = F.relu(self._normalize(i, h, mode, momentum))
         h = h.reshape(len(h), self.M, -1)  # (B, M, C * H * W): each model's feature maps, flattened
         return torch.einsum("bmc,mkc->mbk", h, self.head_weight) + self.head_bias.unsqueeze(1)
 
     def sgd_step(self, X: torch.Tensor, y: torch.Tensor, lr: float, weight_decay: float = 0.0) -> torch.Tensor:
-        """One plain SGD step of every model on its own batch X (B, M, H, W), y (M, B); returns each model's loss."""
+        """One plain SGD step of every model on its own batch X (B, M * in_channels, H, W), y (M, B); returns each
+        model's loss."""
         logits = self.forward(X, "train")
         losses = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(self.M, -1).mean(1)
         params = self.parameters()
@@ -240,6 +270,17 @@ class StackedCNNs:
             correct += (logits.argmax(2) == y[i:i + step]).sum(1).cpu()
         return correct.double() / len(X)
 
+    @torch.no_grad()
+    def population_accuracy(self, X_stats: torch.Tensor, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Each model's accuracy (M,) in evaluation mode with BatchNorm's statistics re-estimated on all of `X_stats`
+        (the stack's `population_accuracy`); the stack's running statistics are left as they were."""
+        saved = [t.clone() for t in (*self.running_means, *self.running_vars)]
+        self.forward(X_stats, "train", momentum=1.0)
+        acc = self.accuracy(X, y)
+        for t, old in zip((*self.running_means, *self.running_vars), saved):
+            t.copy_(old)
+        return acc
+
 
 def _train_stack(X, y, X_test, y_test, settings: list[tuple[str, int]], batch_size: int, lr: float,
                  num_epochs: int, bar: tqdm, cnn_args: dict) -> list[CNNRun]:
@@ -255,15 +296,16 @@ def _train_stack(X, y, X_test, y_test, settings: list[tuple[str, int]], batch_si
         rows = torch.stack([orders[s] for s in seeds], dim=1).to(X.device)  # (num_batches, M, B)
         total = torch.zeros(len(settings), dtype=torch.float64)
         for idx in rows:
-            images = X[idx].squeeze(2).transpose(0, 1)  # (M, B, 1, H, W) -> (B, M, H, W)
+            images = X[idx].transpose(0, 1).flatten(1, 2)  # (M, B, C_in, H, W) -> (B, M * C_in, H, W)
             total += stack.sgd_step(images, y[idx], lr).double().cpu()
             bar.update(1)
         for row, value in enumerate((total / len(rows)).tolist()):
             losses[row].append(value)
     train_acc, test_acc = stack.accuracy(X, y), stack.accuracy(X_test, y_test)
     test_acc_batch = stack.accuracy(X_test, y_test, batch_size)
+    test_acc_population = stack.population_accuracy(X, X_test, y_test)
     return [CNNRun(norm, batch_size, seed, lr, losses[m], train_acc[m].item(), test_acc[m].item(),
-                   test_acc_batch[m].item()) for m, (norm, seed) in enumerate(settings)]
+                   test_acc_batch[m].item(), test_acc_population[m].item()) for m, (norm, seed) in enumerate(settings)]
 
 
 def batch_size_sweep(

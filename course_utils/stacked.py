@@ -153,16 +153,18 @@ def fit_stacked(
     seeds: Sequence[int],
     batch_size: int = 128,
     progress: bool = True,
+    weight_decay: float = 0.0,
 ) -> torch.Tensor:
     """Train every model of `stack` with Adam on shuffled minibatches of (X, y), model m shuffling with `seeds[m]`.
 
-    Each model sees what `cu.train.fit(model, X, y, num_epochs, lr, batch_size, "adam", seed)` would show
-    it, in the same order. Returns the mean training loss of each model in each epoch, (num_epochs, M).
+    Each model sees what `cu.train.fit(model, X, y, num_epochs, lr, batch_size, "adam", seed,
+    weight_decay=weight_decay)` would show it, in the same order. Returns the mean training loss of each model
+    in each epoch, (num_epochs, M).
     """
     M = stack.num_models
     if len(seeds) != M:
         raise ValueError(f"fit_stacked needs one seed per model: {M} models, {len(seeds)} seeds")
-    opt = torch.optim.Adam(stack.parameters(), lr=lr)
+    opt = torch.optim.Adam(stack.parameters(), lr=lr, weight_decay=weight_decay)
     gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
     stack.train()
     losses = []

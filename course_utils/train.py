@@ -22,12 +22,14 @@ def fit(
     optimizer: str = "sgd",
     seed: int = 0,
     progress: bool = True,
+    weight_decay: float = 0.0,
 ) -> list[float]:
     """Train with minibatches of shuffled (X, y) and cross-entropy; return the mean loss of each epoch.
 
-    `optimizer` is "sgd" (plain) or "adam". Used by residual_variance and adversarial_spheres.
+    `optimizer` is "sgd" (plain) or "adam"; `weight_decay` adds weight_decay * p to each parameter's gradient
+    (an L2 penalty, as torch's optimizers do). Used by residual_variance and adversarial_spheres.
     """
-    opt = torch.optim.Adam(model.parameters(), lr=lr) if optimizer == "adam" else torch.optim.SGD(model.parameters(), lr=lr)
+    opt = (torch.optim.Adam if optimizer == "adam" else torch.optim.SGD)(model.parameters(), lr=lr, weight_decay=weight_decay)
     gen = torch.Generator().manual_seed(seed)
     model.train()
     losses = []

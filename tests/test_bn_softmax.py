@@ -1,5 +1,7 @@
-"""Tests for course_utils.bn_softmax: data, references against independent computations, the torch replica and its
-planted bug, the training loop, and the checks of the classifier's exercises against right and wrong answers."""
+"""Tests for course_utils.bn_softmax and its oracle course_oracles.bn_softmax: data, references against independent
+computations, the torch replica and its planted bug, the training loop, the recorded layers, and the checks of the
+classifier's exercises against right and wrong answers, on random cases (the hidden tests') and on the stored ones
+(the visible tests')."""
 
 import functools
 
@@ -7,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from course_oracles import bn_softmax as obs
+from course_oracles import norm_checks as onc
 from course_utils import bn_softmax as bs
 from course_utils import gradcheck as gc
-from course_utils import norm_checks as nc
 
 
 def softmax_ce(logits, y, slip=None):
@@ -69,9 +72,24 @@ def loss_and_grads(params, X, y, layers, slip=None):
     return loss, {"W": X.T @ (dZ if slip == "dZ" else dlogits), "gamma": dgamma, "beta": dbeta}
 
 
+def update_running_stats(mean, var, x, momentum=0.1):
+    return (1 - momentum) * mean + momentum * x.mean(0), (1 - momentum) * var + momentum * x.var(0, ddof=1)
+
+
+def bn_forward_test(x, gamma, beta, mean, var, eps=1e-5):
+    return gamma * (x - mean) / np.sqrt(var + eps) + beta
+
+
 def numpy_layers():
-    return {**bs._reference_layers(), "bn_forward": bn_forward, "bn_backward": bn_backward,
-            "softmax_cross_entropy": softmax_ce}
+    return {"bn_forward": bn_forward, "bn_backward": bn_backward, "softmax_cross_entropy": softmax_ce,
+            "update_running_stats": update_running_stats, "bn_forward_test": bn_forward_test}
+
+
+def autograd_loss_and_grads(params, X, y, layers):
+    """The classifier's loss and gradients by torch autograd through the replica (ignores `layers`)."""
+    loss, nodes = bs.torch_replica(X, y, params)
+    loss.backward()
+    return float(loss.detach()), {k: nodes[k].grad.numpy().astype(X.dtype) for k in bs.PARAMS}
 
 
 def test_clusters_are_balanced_and_reproducible():
@@ -83,25 +101,10 @@ def test_clusters_are_balanced_and_reproducible():
 def test_references_agree_with_numpy_and_torch():
     rng = np.random.default_rng(0)
     logits, y = rng.normal(size=(7, 3)), rng.integers(0, 3, size=7)
-    loss, d = bs._softmax_cross_entropy(logits, y)
+    loss, d = obs.softmax_cross_entropy(logits, y)
     want_loss, want_d = softmax_ce(logits, y)
     assert loss == pytest.approx(want_loss, rel=1e-12) and np.allclose(d, want_d, atol=1e-15)
-    mean, var, x = rng.normal(size=3), rng.uniform(1, 2, size=3), rng.normal(size=(5, 3))
-    layer = torch.nn.BatchNorm1d(3, momentum=0.2, dtype=torch.float64)
-    layer.running_mean.copy_(torch.from_numpy(mean))
-    layer.running_var.copy_(torch.from_numpy(var))
-    layer.train()(torch.from_numpy(x))
-    got = bs._update_running_stats(mean, var, x, 0.2)
-    np.testing.assert_allclose(got[0], layer.running_mean.numpy(), rtol=1e-12)
-    np.testing.assert_allclose(got[1], layer.running_var.numpy(), rtol=1e-12)
-    gamma, beta = rng.normal(size=3), rng.normal(size=3)
-    with torch.no_grad():
-        layer.weight.copy_(torch.from_numpy(gamma))
-        layer.bias.copy_(torch.from_numpy(beta))
-        want = layer.eval()(torch.from_numpy(x)).numpy()
-    got = bs._bn_forward_test(x, gamma, beta, layer.running_mean.numpy(), layer.running_var.numpy())
-    np.testing.assert_allclose(got, want, rtol=1e-12)
-    assert bs._bn_forward_test(x.astype(np.float32), gamma, beta, mean, var).dtype == np.float32
+    assert obs.softmax_cross_entropy(logits.astype(np.float32), y)[1].dtype == np.float32
 
 
 def test_reference_loss_and_grads_match_finite_differences():
@@ -109,10 +112,13 @@ def test_reference_loss_and_grads_match_finite_differences():
     X, y = rng.normal(size=(9, 3)), rng.integers(0, 4, size=9)
     params = bs.init_params(3, 4, seed=2)
     params["gamma"] = rng.uniform(0.5, 2, size=4)
-    loss, grads = bs._loss_and_grads(params, X, y)
-    assert loss == pytest.approx(loss_and_grads(params, X, y, numpy_layers())[0], rel=1e-12)
+    grads = obs.replica_grads(X, y, params)
+    def replica_loss(p):
+        return float(bs.torch_replica(X, y, p)[0].detach())
+
+    assert replica_loss(params) == pytest.approx(loss_and_grads(params, X, y, numpy_layers())[0], rel=1e-12)
     for key in bs.PARAMS:
-        num = gc.numerical_gradient(lambda v: bs._loss_and_grads({**params, key: v}, X, y)[0], params[key])
+        num = gc.numerical_gradient(lambda v: replica_loss({**params, key: v}), params[key])
         assert gc.rel_error(grads[key], num) < 1e-7, key
 
 
@@ -120,9 +126,9 @@ def test_replica_nodes_match_the_hand_derivation_and_the_planted_bug_spreads_as_
     rng = np.random.default_rng(3)
     X, y = rng.normal(size=(12, 2)), rng.integers(0, 4, size=12)
     params = {"W": rng.normal(size=(2, 4)), "gamma": rng.uniform(0.5, 2, size=4), "beta": rng.normal(size=4)}
-    grads, buggy = bs._replica_grads(X, y, params), bs._replica_grads(X, y, params, sqrt_slip=True)
+    grads, buggy = obs.replica_grads(X, y, params), obs.replica_grads(X, y, params, sqrt_slip=True)
     logits = X @ params["W"]
-    ref = nc._norm_graph(logits, params["gamma"], params["beta"], grads["Z"])
+    ref = onc.norm_graph(logits, params["gamma"], params["beta"], grads["Z"])
     for node, key in [("x_hat", "dx_hat"), ("std", "dstd"), ("var", "dvar"), ("xc", "dxc"), ("mu", "dmu"),
                       ("logits", "dx"), ("gamma", "dgamma"), ("beta", "dbeta")]:
         np.testing.assert_allclose(grads[node], ref[key], rtol=1e-9, atol=1e-14, err_msg=node)
@@ -135,14 +141,14 @@ def test_training_with_the_reference_or_numpy_layers_separates_the_clusters():
     X, y = bs.make_clusters()
     params, history = bs.train(X, y, loss_and_grads, numpy_layers(), num_epochs=10, progress=False)
     assert history[-1][1] == 1.0 and history[-1][0] < history[0][0]
-    ref, _ = bs.train(X, y, bs._loss_and_grads, bs._reference_layers(), num_epochs=10, progress=False)
+    ref, _ = bs.train(X, y, autograd_loss_and_grads, numpy_layers(), num_epochs=10, progress=False)
     for key in bs.PARAMS:
         np.testing.assert_allclose(params[key], ref[key], rtol=1e-8, atol=1e-10)
-    assert (bs.predict(params, X[:1], bs._bn_forward_test) == bs.predict(params, X, bs._bn_forward_test)[:1]).all()
+    assert (bs.predict(params, X[:1], bn_forward_test) == bs.predict(params, X, bn_forward_test)[:1]).all()
 
 
 def test_softmax_check_accepts_a_correct_answer():
-    bs.check_softmax_cross_entropy(softmax_ce, "softmax_ce", trials=12, seed=4)
+    obs.check_softmax_cross_entropy(softmax_ce, "softmax_ce", trials=12, seed=4)
 
 
 @pytest.mark.parametrize("slip, words", [
@@ -157,7 +163,7 @@ def test_softmax_check_accepts_a_correct_answer():
 ])
 def test_softmax_slips_are_named(slip, words):
     with pytest.raises(AssertionError, match=words) as err:
-        bs.check_softmax_cross_entropy(functools.partial(softmax_ce, slip=slip), "softmax_ce", trials=6, seed=5)
+        obs.check_softmax_cross_entropy(functools.partial(softmax_ce, slip=slip), "softmax_ce", trials=6, seed=5)
     if slip == "log_of_probs":
         assert "Subtract each row's own maximum" not in str(err.value)
 
@@ -168,16 +174,16 @@ def test_softmax_non_finite_without_a_confirmed_cause_states_only_facts():
         return (float("nan") if np.abs(logits).max() > 100 else loss), d
 
     with pytest.raises(AssertionError) as err:
-        bs.check_softmax_cross_entropy(always_nan_for_large, "nan_for_large", trials=3, seed=6)
+        obs.check_softmax_cross_entropy(always_nan_for_large, "nan_for_large", trials=3, seed=6)
     assert "NaN or infinite" in str(err.value) and "Likely" not in str(err.value) and "overflow" not in str(err.value)
 
 
 def test_loss_and_grads_check():
-    bs.check_loss_and_grads(loss_and_grads, "loss_and_grads", trials=8, seed=7)
+    obs.check_loss_and_grads(loss_and_grads, "loss_and_grads", trials=8, seed=7)
     with pytest.raises(AssertionError, match="gradient of W is off .*dZ"):
-        bs.check_loss_and_grads(functools.partial(loss_and_grads, slip="dZ"), "loss_and_grads")
+        obs.check_loss_and_grads(functools.partial(loss_and_grads, slip="dZ"), "loss_and_grads")
     with pytest.raises(AssertionError, match="changed its argument params in place"):
-        bs.check_loss_and_grads(functools.partial(loss_and_grads, slip="in_place"), "loss_and_grads")
+        obs.check_loss_and_grads(functools.partial(loss_and_grads, slip="in_place"), "loss_and_grads")
 
 
 def test_loss_and_grads_check_fails_an_answer_that_ignores_its_layers():
@@ -185,18 +191,43 @@ def test_loss_and_grads_check_fails_an_answer_that_ignores_its_layers():
         return loss_and_grads(params, X, y, numpy_layers())
 
     with pytest.raises(AssertionError, match="use the layers you are given"):
-        bs.check_loss_and_grads(own_layers, "own_layers", trials=3)
+        obs.check_loss_and_grads(own_layers, "own_layers", trials=3)
 
 
-def test_training_check():
-    bs.check_training(loss_and_grads, "loss_and_grads", num_epochs=3)
+def test_recorded_layers_answer_only_the_calls_they_recorded():
+    x, gamma = np.arange(6.0).reshape(3, 2), np.ones(2)
+    layer = bs.Replay("bn_forward", [[[x, gamma], [2 * x, {"x": x}]]])
+    out, cache = layer(x + 1e-12, gamma.copy(), 1e-5)  # within rounding, extra arguments ignored
+    np.testing.assert_array_equal(out, 2 * x)
+    out[0, 0] = 99.0
+    assert layer(x, gamma)[0][0, 0] == 0.0  # each call gets its own copy
+    with pytest.raises(AssertionError, match=r"layers\['bn_forward'\] was called with an argument 1 \(ndarray of "
+                                             r"shape \(3, 2\)\) that is not what this step"):
+        layer(x + 1.0, gamma)
+    with pytest.raises(AssertionError, match="1 positional argument"):
+        layer(x)
+    with pytest.raises(AssertionError, match="argument 2"):
+        layer(x, gamma.astype(np.float32) * 2)
 
-    def half_gamma_gradient(params, X, y, layers):
-        loss, grads = loss_and_grads(params, X, y, layers)
-        return loss, {**grads, "gamma": grads["gamma"] / 2}
 
-    with pytest.raises(AssertionError, match="differs from the same training run with torch.s gradients"):
-        bs.check_training(half_gamma_gradient, "half", num_epochs=3)
+def test_visible_classifier_checks_run_on_the_stored_cases():
+    bs.check_softmax_cross_entropy(softmax_ce, "softmax_ce")
+    bs.check_loss_and_grads(loss_and_grads, "loss_and_grads")
+    bs.check_record_grads(record, "record")
+    with pytest.raises(AssertionError, match="factor 1/N"):
+        bs.check_softmax_cross_entropy(functools.partial(softmax_ce, slip="sum"), "softmax_ce")
+    with pytest.raises(AssertionError, match="gradient of W is off .*dZ"):
+        bs.check_loss_and_grads(functools.partial(loss_and_grads, slip="dZ"), "loss_and_grads")
+    with pytest.raises(AssertionError, match="use the layers you are given"):
+        bs.check_loss_and_grads(lambda params, X, y, layers: loss_and_grads(params, X, y, numpy_layers()), "own")
+    with pytest.raises(AssertionError, match="the last name of the loop"):
+        bs.check_record_grads(functools.partial(record, slip="late_binding"), "record")
+
+
+def test_an_autograd_answer_through_the_replica_loses_the_classifier_test():
+    """torch_replica is no answer to the classifier exercise: it ignores the layers it is handed."""
+    with pytest.raises(AssertionError, match="use the layers you are given"):
+        bs.check_loss_and_grads(autograd_loss_and_grads, "autograd")
 
 
 def record(nodes, slip=None):
@@ -216,13 +247,13 @@ def _store(grads, name, grad):
 
 
 def test_record_grads_check():
-    bs.check_record_grads(record, "record", trials=2)
+    obs.check_record_grads(record, "record", trials=2)
     with pytest.raises(AssertionError, match="holds one entry, 'Z', the last name of the loop"):
-        bs.check_record_grads(functools.partial(record, slip="late_binding"), "record")
+        obs.check_record_grads(functools.partial(record, slip="late_binding"), "record")
     with pytest.raises(AssertionError, match="the gradient reaching W changes"):
-        bs.check_record_grads(functools.partial(record, slip="returns_scaled"), "record")
+        obs.check_record_grads(functools.partial(record, slip="returns_scaled"), "record")
     with pytest.raises(AssertionError, match="should return a dict"):
-        bs.check_record_grads(lambda nodes: None, "record")
+        obs.check_record_grads(lambda nodes: None, "record")
 
 
 def test_plot_history_returns_two_panels():

@@ -6,6 +6,7 @@ import ast
 import copy
 import importlib
 import inspect
+import itertools
 import json
 import os
 import pkgutil
@@ -154,18 +155,55 @@ def test_bundle_installs_with_one_command_and_runs_every_lab(student_bundle, tmp
 
 # ---------------------------------------------------------------- (a) no answer can be delegated to the package
 
+def _ours(obj: object) -> bool:
+    """Whether `obj` (a function, a partial of one, a class, a callable instance) comes from the student package."""
+    target = getattr(obj, "func", obj)  # functools.partial
+    module = getattr(target, "__module__", None) or getattr(type(target), "__module__", "")
+    return isinstance(module, str) and module.startswith("course_utils")
+
+
+def _reachable(expression: str, obj: object, depth: int = 0):
+    """(expression, callable) for `obj` and every callable a notebook reaches from it: what it wraps
+    (`__wrapped__`, a partial's function), the items of dicts, lists and tuples, a class's methods, static and
+    class methods (private names included)."""
+    if depth > 4:
+        return
+    if callable(obj) and _ours(obj):
+        yield expression, obj
+        wrapped = getattr(obj, "__wrapped__", None)
+        if wrapped is not None:
+            yield from _reachable(f"{expression}.__wrapped__", wrapped, depth + 1)
+        if hasattr(obj, "func") and not isinstance(obj, type):
+            yield from _reachable(f"{expression}.func", obj.func, depth + 1)
+        if isinstance(obj, type):
+            for name in vars(obj):
+                if not (name.startswith("__") and name.endswith("__")) or name in ("__init__", "__call__"):
+                    yield from _reachable(f"{expression}.{name}", getattr(obj, name, None), depth + 1)
+    elif isinstance(obj, dict):
+        for key, value in obj.items():
+            yield from _reachable(f"{expression}[{key!r}]", value, depth + 1)
+    elif isinstance(obj, (list, tuple)):
+        for i, value in enumerate(obj):
+            yield from _reachable(f"{expression}[{i}]", value, depth + 1)
+
+
 def _package_callables() -> dict[str, object]:
-    """Every public function and class the student package defines, by the dotted name a notebook would call."""
+    """Every function, class, method and callable object the student package defines, private names included,
+    by the expression a notebook would call it with (module attributes, what they wrap or hold, and the methods
+    of the package's classes)."""
     import course_utils
 
     found: dict[int, tuple[str, object]] = {}
     for info in pkgutil.iter_modules(course_utils.__path__):
-        if info.name == "grading":
+        if info.name in bundle.GRADING_MACHINERY:
             continue
         module = importlib.import_module(f"course_utils.{info.name}")
         for name, obj in vars(module).items():
-            if not name.startswith("_") and callable(obj) and getattr(obj, "__module__", "").startswith("course_utils"):
-                found.setdefault(id(obj), (f"cu.{obj.__module__.split('.', 1)[1]}.{obj.__qualname__}", obj))
+            if isinstance(obj, type(module)):
+                continue
+            for expression, target in _reachable(f"cu.{info.name}.{name}", obj):
+                if id(target) not in found or getattr(target, "__module__", None) == module.__name__:
+                    found[id(target)] = (expression, target)  # named from the module that defines it, if it does
     return dict(found.values())
 
 
@@ -181,23 +219,45 @@ def _same_signature(obj: object, required: int, total: int) -> bool:
     return sum(p.default is p.empty for p in positional) == required and len(positional) >= total
 
 
+def _fits(function: ast.FunctionDef, candidates: dict[str, object]) -> list[str]:
+    """The candidates that take `function`'s arguments (`_same_signature`)."""
+    names = [a.arg for a in function.args.args]
+    return [dotted for dotted, obj in candidates.items()
+            if _same_signature(obj, len(names) - len(function.args.defaults), len(names))]
+
+
+def _named_like(function: str, dotted: str) -> bool:
+    """Whether a candidate carries the exercise's own name (`_bn_forward_test` for `bn_forward_test`)."""
+    last = dotted.rsplit(".", 1)[-1].strip("_")
+    return last == function or last.startswith(f"{function}_") or last.endswith(f"_{function}")
+
+
 def _delegations(source: str, candidates: dict[str, object]) -> list[tuple[str, str, str]]:
     """(function, candidate, cell source) for each function of an answer cell and each same-signature candidate:
-    the cell with that function forwarding its arguments to the candidate and every other function a stub."""
+    the cell with that function forwarding its arguments to the candidate and every other function a stub; and,
+    where a cell holds several functions that one test grades together, the cell with every function forwarding
+    to a candidate of its own name. A candidate is reached through `eval` of its name, as a student hiding the
+    call from the static checks (`cu.testing.check_no_calls` reads the names a cell uses) would reach it."""
     tree = ast.parse(source)
     functions = [node for node in tree.body if isinstance(node, ast.FunctionDef)]
-    out = []
-    for target in functions:
-        names = [a.arg for a in target.args.args]
-        required = len(names) - len(target.args.defaults)
-        for dotted, obj in candidates.items():
-            if not _same_signature(obj, required, len(names)):
-                continue
-            cell = []
-            for f in functions:
-                body = f"return {dotted}({', '.join(names)})" if f is target else "raise NotImplementedError()"
-                cell.append(f"def {f.name}({ast.unparse(f.args)}):\n    {body}\n")
-            out.append((target.name, dotted, "\n\n".join(cell)))
+
+    def cell(chosen: dict[str, str]) -> str:
+        lines = []
+        for i, f in enumerate(functions):
+            if f.name in chosen:
+                lines.append(f"delegate_{i} = eval({chosen[f.name]!r})\n")
+                body = f"return delegate_{i}({', '.join(a.arg for a in f.args.args)})"
+            else:
+                body = "raise NotImplementedError()"
+            lines.append(f"def {f.name}({ast.unparse(f.args)}):\n    {body}\n")
+        return "\n".join(lines)
+
+    fits = {f.name: _fits(f, candidates) for f in functions}
+    out = [(name, dotted, cell({name: dotted})) for name, found in fits.items() for dotted in found]
+    if len(functions) > 1:
+        own = [[d for d in fits[f.name] if _named_like(f.name, d)] for f in functions]
+        out += [(" + ".join(fits), " + ".join(choice), cell(dict(zip(fits, choice))))
+                for choice in itertools.product(*own)]
     return out
 
 

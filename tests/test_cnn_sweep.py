@@ -118,12 +118,58 @@ def test_does_the_vectorized_sweep_give_the_results_of_the_per_model_loop(toy):
         (b, n, s, 0.3 * b / 32) for b in (2, 8) for n in cnn_sweep.NORMS for s in (0, 1)]
     for a, b in zip(fast, slow):
         torch.testing.assert_close(torch.tensor(a.losses), torch.tensor(b.losses), rtol=1e-9, atol=1e-12)
-        assert (a.train_acc, a.test_acc, a.test_acc_batch) == pytest.approx((b.train_acc, b.test_acc, b.test_acc_batch))
+        assert (a.train_acc, a.test_acc, a.test_acc_batch, a.test_acc_population) == pytest.approx(
+            (b.train_acc, b.test_acc, b.test_acc_batch, b.test_acc_population))
         assert len(a.losses) == 2
     assert fast[0].losses != fast[1].losses, "seeds 0 and 1 should give different networks"
     for r in fast:
         if r.norm != "batch":
-            assert r.test_acc_batch == r.test_acc and r.mode_gap == 0.0
+            assert r.test_acc_batch == r.test_acc == r.test_acc_population and r.mode_gap == 0.0
+
+
+def test_does_the_vectorized_sweep_of_mlps_give_the_results_of_the_per_model_loop():
+    """1x1 kernels on 1x1 maps of 5 features: an MLP with BatchNorm1d, several input channels per model."""
+    gen = torch.Generator().manual_seed(3)
+    X, X_test = (torch.randn(n, 5, 1, 1, generator=gen, dtype=torch.float64) for n in (48, 20))
+    y, y_test = torch.randint(0, 10, (48,), generator=gen), torch.randint(0, 10, (20,), generator=gen)
+    args = dict(batch_sizes=[2, 8], norms=("batch", "layer"), seeds=(0, 1), num_epochs=2, lr=0.3, progress=False,
+                widths=(8, 8), strides=(1, 1), kernel_size=1, in_channels=5, image_size=1)
+    fast = cnn_sweep.batch_size_sweep(X, y, X_test, y_test, vectorized=True, **args)
+    slow = cnn_sweep.batch_size_sweep(X, y, X_test, y_test, vectorized=False, **args)
+    for a, b in zip(fast, slow, strict=True):
+        torch.testing.assert_close(torch.tensor(a.losses), torch.tensor(b.losses), rtol=1e-9, atol=1e-12)
+        assert (a.train_acc, a.test_acc, a.test_acc_batch, a.test_acc_population) == pytest.approx(
+            (b.train_acc, b.test_acc, b.test_acc_batch, b.test_acc_population))
+    assert len({r.test_acc_population for r in fast if r.norm == "batch"}) > 1
+
+
+def test_is_a_one_by_one_small_cnn_an_mlp():
+    torch.manual_seed(0)
+    model = cnn_sweep.small_cnn("batch", widths=(6, 4), strides=(1, 1), kernel_size=1, in_channels=5, image_size=1)
+    X = torch.randn(7, 5)
+    h = X
+    for conv, norm in [(model[0], model[1]), (model[3], model[4])]:
+        h = torch.relu(F.batch_norm(h @ conv.weight.flatten(1).T, None, None, norm.weight, norm.bias, True))
+    torch.testing.assert_close(model(X.view(7, 5, 1, 1)), model[-1](h))
+    with pytest.raises(ValueError, match="odd"):
+        cnn_sweep.small_cnn("batch", kernel_size=2)
+
+
+def test_does_population_accuracy_use_the_statistics_of_the_whole_set_and_leave_the_model_alone():
+    torch.manual_seed(0)
+    model = cnn_sweep.small_cnn("batch", image_size=12).double()
+    X = torch.randn(40, 1, 12, 12, dtype=torch.float64) * 3 + 2  # far from the fresh running estimates (0, 1)
+    with torch.no_grad():
+        labels = model.train()(X).argmax(1)  # what the model predicts with the statistics of all of X
+    model.eval()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    assert cnn_sweep.population_accuracy(model, X, X, labels) == 1.0
+    assert cnn_sweep.accuracy(model, X, labels) < 1.0, "the fresh running estimates should give other predictions"
+    assert not model.training and all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+    stack = cnn_sweep.StackedCNNs([model, model])
+    means = [m.clone() for m in stack.running_means]
+    assert stack.population_accuracy(X, X, labels).tolist() == [1.0, 1.0]
+    assert all(torch.equal(a, b) for a, b in zip(stack.running_means, means))
 
 
 def test_does_training_learn_something(toy):
@@ -161,15 +207,15 @@ def test_does_accuracy_with_batch_statistics_leave_the_model_alone():
 
 
 def test_does_the_summary_give_mean_spread_and_range():
-    runs = [cnn_sweep.CNNRun("batch", 4, s, 0.1, [1.0], 0.9, acc, acc) for s, acc in enumerate([0.5, 0.7, 0.6])]
-    runs.append(cnn_sweep.CNNRun("group", 4, 0, 0.1, [1.0], 0.9, 0.8, 0.8))
+    runs = [cnn_sweep.CNNRun("batch", 4, s, 0.1, [1.0], 0.9, acc, acc, acc) for s, acc in enumerate([0.5, 0.7, 0.6])]
+    runs.append(cnn_sweep.CNNRun("group", 4, 0, 0.1, [1.0], 0.9, 0.8, 0.8, 0.8))
     summary = cnn_sweep.summary(runs, "test_acc")
     assert summary["batch", 4] == pytest.approx((0.6, 0.1, 0.5, 0.7))
     assert summary["group", 4][0] == 0.8 and math.isnan(summary["group", 4][1])
 
 
 def test_does_the_plot_draw_every_norm(toy):
-    runs = [cnn_sweep.CNNRun(n, b, s, 0.1, [1.0], 0.9, 0.8 + 0.01 * s, 0.81) for n in cnn_sweep.NORMS for b in (2, 8)
+    runs = [cnn_sweep.CNNRun(n, b, s, 0.1, [1.0], 0.9, 0.8 + 0.01 * s, 0.81, 0.8) for n in cnn_sweep.NORMS for b in (2, 8)
             for s in (0, 1)]
     fig, axes = cnn_sweep.plot_batch_size_sweep(runs)
     assert len(axes) == 2 and len(axes[0].get_lines()) == 4  # three norms and BatchNorm with batch statistics

@@ -1,12 +1,18 @@
-"""Tests for course_utils.norm_checks: the oracle against finite differences, the checks against correct answers
-(honest alternatives included) and against typical slips, each named only when it is the cause."""
+"""Tests for course_utils.norm_checks and its oracle course_oracles.norm_checks: the oracle against finite
+differences, the checks against correct answers (honest alternatives included) and against typical slips, each
+named only when it is the cause, on random cases (the hidden tests') and on the stored ones (the visible tests');
+the stored cases against what the oracle computes now."""
 
 import numpy as np
 import pytest
 import torch
 
+from course_oracles import bn_cases as oracle_cases
+from course_oracles import norm_checks as onc
+from course_utils import bn_cases
 from course_utils import gradcheck as gc
 from course_utils import norm_checks as nc
+from course_utils.bn_cases_data import DATA
 
 
 def make_forward(axis=0, ddof=0, norm_axis=None, upcast=False, in_place=False, var_formula="two_pass"):
@@ -73,7 +79,7 @@ def test_reference_matches_finite_differences():
     rng = np.random.default_rng(0)
     for axis in (0, 1):
         x, gamma, beta, dout = rng.normal(size=(6, 5)), rng.normal(size=5), rng.normal(size=5), rng.normal(size=(6, 5))
-        ref = nc._norm_graph(x, gamma, beta, dout, axis=axis, eps=1e-3)
+        ref = onc.norm_graph(x, gamma, beta, dout, axis=axis, eps=1e-3)
         forward = make_forward(axis)
         np.testing.assert_allclose(ref["out"], forward(x, gamma, beta, 1e-3)[0], rtol=1e-12)
         grads = {
@@ -89,44 +95,44 @@ def test_reference_node_gradients_match_a_hand_derivation_and_a_batch_of_one():
     rng = np.random.default_rng(1)
     for n in (1, 2, 7):
         x, gamma, beta, dout = rng.normal(size=(n, 3)), rng.normal(size=3), rng.normal(size=3), rng.normal(size=(n, 3))
-        ref = nc._norm_graph(x, gamma, beta, dout)
+        ref = onc.norm_graph(x, gamma, beta, dout)
         mine = nodes_backward(dout, make_forward()(x, gamma, beta)[1])
         for node in nc.NODES:
             np.testing.assert_allclose(ref[f"d{node}"], mine[node], rtol=1e-9, atol=1e-12, err_msg=f"{n} {node}")
-    np.testing.assert_allclose(nc._norm_graph(np.ones((1, 2)), np.ones(2), np.arange(2.0))["out"], [[0.0, 1.0]])
+    np.testing.assert_allclose(onc.norm_graph(np.ones((1, 2)), np.ones(2), np.arange(2.0))["out"], [[0.0, 1.0]])
 
 
 def test_reference_cache_keeps_dtype_and_every_node():
     x = np.random.default_rng(2).normal(size=(4, 3)).astype(np.float32)
-    cache = nc._reference_cache(x, np.ones(3, np.float32), np.zeros(3, np.float32), 1e-3)
+    cache = onc.reference_cache(x, np.ones(3, np.float32), np.zeros(3, np.float32), 1e-3)
     assert set(cache) == set(nc.CACHE_KEYS)
     assert all(cache[k].dtype == np.float32 for k in nc.CACHE_KEYS if k != "eps") and cache["eps"] == 1e-3
-    assert cache["mu"].shape == (3,) and nc._reference_cache(x, np.ones(3), np.zeros(3), axis=1)["mu"].shape == (4, 1)
+    assert cache["mu"].shape == (3,) and onc.reference_cache(x, np.ones(3), np.zeros(3), axis=1)["mu"].shape == (4, 1)
 
 
 @pytest.mark.parametrize("axis", [0, 1])
 def test_correct_layers_pass_in_both_dtypes_and_for_a_batch_of_one(axis):
-    nc.check_forward(make_forward(axis), "my_forward", axis=axis, trials=12, seed=3)
-    nc.check_backward(lambda d, c: compact_backward(d, c, axis), "my_backward", axis=axis, trials=12, seed=4)
+    onc.check_forward(make_forward(axis), "my_forward", axis=axis, trials=12, seed=3)
+    onc.check_backward(lambda d, c: compact_backward(d, c, axis), "my_backward", axis=axis, trials=12, seed=4)
     if axis == 0:
-        nc.check_backward_nodes(nodes_backward, "my_nodes", trials=12, seed=5)
+        onc.check_backward_nodes(nodes_backward, "my_nodes", trials=12, seed=5)
 
 
 def test_honest_alternatives_pass():
-    nc.check_forward(make_forward(var_formula="moments"), "moments", trials=30, seed=6)
-    nc.check_forward(make_forward(axis=1, var_formula="moments"), "moments", axis=1, trials=30, seed=6)
+    onc.check_forward(make_forward(var_formula="moments"), "moments", trials=30, seed=6)
+    onc.check_forward(make_forward(axis=1, var_formula="moments"), "moments", axis=1, trials=30, seed=6)
 
     def in_float64(x, gamma, beta, eps=1e-5):
         out, cache = make_forward()(x.astype(np.float64), gamma.astype(np.float64), beta.astype(np.float64), eps)
         cast = {k: v.astype(x.dtype) if isinstance(v, np.ndarray) else v for k, v in cache.items()}
         return out.astype(x.dtype), {**cast, "x": x, "gamma": gamma, "beta": beta}
 
-    nc.check_forward(in_float64, "in_float64", trials=10, seed=7)
+    onc.check_forward(in_float64, "in_float64", trials=10, seed=7)
 
     def nodes_then_compact_dx(dout, cache):  # the node dict with dx from the closed form
         return {**nodes_backward(dout, cache), "x": compact_backward(dout, cache)[0]}
 
-    nc.check_backward_nodes(nodes_then_compact_dx, "mixed", trials=10, seed=8)
+    onc.check_backward_nodes(nodes_then_compact_dx, "mixed", trials=10, seed=8)
 
 
 @pytest.mark.parametrize("planted, words", [
@@ -135,7 +141,7 @@ def test_honest_alternatives_pass():
 ])
 def test_forward_slips_are_named(planted, words):
     with pytest.raises(AssertionError, match=rf"my_forward's out is off .*Likely cause: .*{words}"):
-        nc.check_forward(make_forward(**planted), "my_forward")
+        onc.check_forward(make_forward(**planted), "my_forward")
 
 
 def test_eps_outside_the_root_is_named():
@@ -144,7 +150,7 @@ def test_eps_outside_the_root_is_named():
         return gamma * cache["xc"] / (x.std(axis=0) + eps) + beta, cache
 
     with pytest.raises(AssertionError, match="inside the square root"):
-        nc.check_forward(eps_outside, "eps_outside", trials=10)
+        onc.check_forward(eps_outside, "eps_outside", trials=10)
 
 
 def _with_out(axis, out_of):
@@ -166,7 +172,7 @@ def _with_out(axis, out_of):
 ])
 def test_output_slips_of_both_layers_are_named(axis, forward, words):
     with pytest.raises(AssertionError, match=rf"my_forward's out is off .*Likely cause: .*{words}"):
-        nc.check_forward(forward, "my_forward", axis=axis, trials=10)
+        onc.check_forward(forward, "my_forward", axis=axis, trials=10)
 
 
 def test_an_unrelated_wrong_answer_gets_no_made_up_cause():
@@ -175,17 +181,17 @@ def test_an_unrelated_wrong_answer_gets_no_made_up_cause():
         return 1.5 * out, cache
 
     with pytest.raises(AssertionError, match="Compare that step with your derivation") as err:
-        nc.check_forward(scaled, "scaled")
+        onc.check_forward(scaled, "scaled")
     assert "Likely cause" not in str(err.value)
 
 
 def test_contract_violations_of_the_forward_pass_are_reported():
     with pytest.raises(AssertionError, match="changed its argument x in place"):
-        nc.check_forward(make_forward(in_place=True), "in_place")
+        onc.check_forward(make_forward(in_place=True), "in_place")
     with pytest.raises(AssertionError, match="dtype float64 but should have dtype float32"):
-        nc.check_forward(make_forward(upcast=True), "upcast")
+        onc.check_forward(make_forward(upcast=True), "upcast")
     with pytest.raises(AssertionError, match=r"should return a tuple \(out, cache\)"):
-        nc.check_forward(lambda x, gamma, beta, eps=1e-5: gamma * x + beta, "no_cache")
+        onc.check_forward(lambda x, gamma, beta, eps=1e-5: gamma * x + beta, "no_cache")
 
     def forgets_var(x, gamma, beta, eps=1e-5):
         out, cache = make_forward()(x, gamma, beta, eps)
@@ -193,14 +199,14 @@ def test_contract_violations_of_the_forward_pass_are_reported():
         return out, cache
 
     with pytest.raises(AssertionError, match="lacks the key.*'var'"):
-        nc.check_forward(forgets_var, "forgets_var")
+        onc.check_forward(forgets_var, "forgets_var")
 
     def unbiased_cache(x, gamma, beta, eps=1e-5):
         out, cache = make_forward()(x, gamma, beta, eps)
         return out, {**cache, "var": x.var(axis=0, ddof=1)}
 
     with pytest.raises(AssertionError, match=r"cache\['var'\] is off .*unbiased"):
-        nc.check_forward(unbiased_cache, "unbiased_cache")
+        onc.check_forward(unbiased_cache, "unbiased_cache")
 
 
 def test_a_batch_of_one_is_checked():
@@ -210,7 +216,7 @@ def test_a_batch_of_one_is_checked():
         return make_forward()(x, gamma, beta, eps)
 
     with pytest.raises(ValueError):
-        nc.check_forward(refuses_one, "refuses_one", trials=2)
+        onc.check_forward(refuses_one, "refuses_one", trials=2)
 
 
 def torch_forward(x, gamma, beta, eps=1e-5):
@@ -220,7 +226,7 @@ def torch_forward(x, gamma, beta, eps=1e-5):
 
 def test_torch_in_the_source_is_rejected():
     with pytest.raises(AssertionError, match="torch_forward uses torch.*NumPy only"):
-        nc.check_forward(torch_forward, "torch_forward")
+        onc.check_forward(torch_forward, "torch_forward")
 
 
 def autograd_backward(dout, cache):
@@ -232,7 +238,7 @@ def autograd_backward(dout, cache):
 
 def test_autograd_in_the_source_is_refused():
     with pytest.raises(AssertionError, match="autograd_backward uses (torch|.*backward)"):
-        nc.check_backward(autograd_backward, "autograd_backward")
+        onc.check_backward(autograd_backward, "autograd_backward")
 
 
 @pytest.mark.parametrize("slip, node, words", [
@@ -243,7 +249,7 @@ def test_autograd_in_the_source_is_refused():
 ])
 def test_node_slips_are_named_at_the_first_wrong_node(slip, node, words):
     with pytest.raises(AssertionError, match=rf"the gradient of {node} is off .*{words}") as err:
-        nc.check_backward_nodes(lambda d, c: nodes_backward(d, c, slip), "my_nodes")
+        onc.check_backward_nodes(lambda d, c: nodes_backward(d, c, slip), "my_nodes")
     if node not in ("beta", "gamma", "x_hat"):
         assert f"({nc.FEEDS[node]}) are right" in str(err.value)
 
@@ -258,37 +264,37 @@ def test_node_slips_are_named_at_the_first_wrong_node(slip, node, words):
 ])
 def test_compact_slips_are_named(axis, slip, words):
     with pytest.raises(AssertionError, match=rf"my_backward's dx is off .*{words}"):
-        nc.check_backward(lambda d, c: compact_backward(d, c, axis, slip), "my_backward", axis=axis)
+        onc.check_backward(lambda d, c: compact_backward(d, c, axis, slip), "my_backward", axis=axis)
 
 
 def test_contract_violations_of_a_backward_pass_are_reported():
     with pytest.raises(AssertionError, match=r"should return a tuple \(dx, dgamma, dbeta\), but it returned a list"):
-        nc.check_backward(lambda d, c: compact_backward(d, c, slip="list"), "as_list")
+        onc.check_backward(lambda d, c: compact_backward(d, c, slip="list"), "as_list")
 
     def scales_dout(dout, cache):
         dout *= 2
         return compact_backward(dout / 2, cache)
 
     with pytest.raises(AssertionError, match="changed its argument dout in place"):
-        nc.check_backward(scales_dout, "scales_dout")
+        onc.check_backward(scales_dout, "scales_dout")
 
     def edits_cache(dout, cache):
         cache["x_hat"] *= 1.0 + 1e-3
         return nodes_backward(dout, cache)
 
     with pytest.raises(AssertionError, match="changed its argument cache in place"):
-        nc.check_backward_nodes(edits_cache, "edits_cache")
+        onc.check_backward_nodes(edits_cache, "edits_cache")
 
     def returns_float64(dout, cache):
         return {k: v.astype(np.float64) for k, v in nodes_backward(dout, cache).items()}
 
     with pytest.raises(AssertionError, match="dtype float64 but should have dtype float32"):
-        nc.check_backward_nodes(returns_float64, "returns_float64")
+        onc.check_backward_nodes(returns_float64, "returns_float64")
 
     with pytest.raises(AssertionError, match="lacks the gradient of 'mu'"):
-        nc.check_backward_nodes(lambda d, c: {k: v for k, v in nodes_backward(d, c).items() if k != "mu"}, "no_mu")
+        onc.check_backward_nodes(lambda d, c: {k: v for k, v in nodes_backward(d, c).items() if k != "mu"}, "no_mu")
     with pytest.raises(AssertionError, match="should be a NumPy array, but it is a list"):
-        nc.check_backward(lambda d, c: tuple(a.tolist() for a in compact_backward(d, c)), "lists")
+        onc.check_backward(lambda d, c: tuple(a.tolist() for a in compact_backward(d, c)), "lists")
 
 
 def running_update(mean, var, x, momentum=0.1, slip=None):
@@ -305,30 +311,30 @@ def running_update(mean, var, x, momentum=0.1, slip=None):
 
 
 def test_running_stats_check():
-    nc.check_running_stats(running_update, "update", trials=8, seed=9)
+    onc.check_running_stats(running_update, "update", trials=8, seed=9)
     with pytest.raises(AssertionError, match="running_var is off .*unbiased one"):
-        nc.check_running_stats(lambda *a: running_update(*a, slip="biased"), "update")
+        onc.check_running_stats(lambda *a: running_update(*a, slip="biased"), "update")
     with pytest.raises(AssertionError, match="running_mean is off .*weights are swapped"):
-        nc.check_running_stats(lambda *a: running_update(*a, slip="swapped"), "update")
+        onc.check_running_stats(lambda *a: running_update(*a, slip="swapped"), "update")
     with pytest.raises(AssertionError, match="running_var is off .*weights are swapped"):
-        nc.check_running_stats(lambda *a: running_update(*a, slip="var_swapped"), "update")
+        onc.check_running_stats(lambda *a: running_update(*a, slip="var_swapped"), "update")
 
     def updates_in_place(running_mean, running_var, x, momentum=0.1):
         return running_update(running_mean, running_var, x, momentum, slip="in_place")
 
     with pytest.raises(AssertionError, match="changed its arguments? running_mean.* in place"):
-        nc.check_running_stats(updates_in_place, "update")
+        onc.check_running_stats(updates_in_place, "update")
 
 
 def test_forward_test_check():
     def forward_test(x, gamma, beta, mean, var, eps=1e-5):
         return gamma * (x - mean) / np.sqrt(var + eps) + beta
 
-    nc.check_forward_test(forward_test, "forward_test", trials=8, seed=10)
+    onc.check_forward_test(forward_test, "forward_test", trials=8, seed=10)
     with pytest.raises(AssertionError, match="statistics of the batch it is given"):
-        nc.check_forward_test(lambda x, g, b, m, v, eps=1e-5: make_forward()(x, g, b, eps)[0], "batch_stats")
+        onc.check_forward_test(lambda x, g, b, m, v, eps=1e-5: make_forward()(x, g, b, eps)[0], "batch_stats")
     with pytest.raises(AssertionError, match="divides by the running variance"):
-        nc.check_forward_test(lambda x, g, b, m, v, eps=1e-5: g * (x - m) / (v + eps) + b, "by_var")
+        onc.check_forward_test(lambda x, g, b, m, v, eps=1e-5: g * (x - m) / (v + eps) + b, "by_var")
 
 
 def test_default_settings_are_checked():
@@ -336,9 +342,9 @@ def test_default_settings_are_checked():
         return make_forward()(x, gamma, beta, eps)
 
     with pytest.raises(AssertionError, match="eps left to its default"):
-        nc.check_forward(eps_default_too_large, "eps_default_too_large")
+        onc.check_forward(eps_default_too_large, "eps_default_too_large")
     with pytest.raises(AssertionError, match="momentum left to its default"):
-        nc.check_running_stats(lambda mean, var, x, momentum=0.2: running_update(mean, var, x, momentum), "update")
+        onc.check_running_stats(lambda mean, var, x, momentum=0.2: running_update(mean, var, x, momentum), "update")
 
 
 def test_a_slip_that_this_input_cannot_tell_from_the_answer_is_never_named():
@@ -359,13 +365,46 @@ def test_values_near_zero_compare_on_an_absolute_scale():
                        np.dtype(np.float32), "dlogits", "here")
 
 
-def _delegating_forward(x, gamma, beta, eps=1e-5):
-    import course_utils as cu
+def test_stored_cases_are_what_the_oracles_compute_now():
+    """The visible checks' stored cases (inputs, expected results, slips' results) equal the oracles' results now."""
+    stored, fresh = bn_cases.flatten(bn_cases.decode(DATA)), bn_cases.flatten(oracle_cases.visible_cases())
+    assert stored.keys() == fresh.keys()
+    for key, value in fresh.items():
+        assert stored[key].dtype == value.dtype and stored[key].shape == value.shape, key
+        if value.dtype.kind == "f":
+            np.testing.assert_allclose(stored[key], value, rtol=1e-12, atol=1e-15, err_msg=key)
+        else:
+            assert np.array_equal(stored[key], value), key
 
-    return cu.norm_checks._bn_forward(x, gamma, beta, eps)
+
+def test_stored_cases_round_trip_and_refuse_what_they_cannot_hold():
+    tree = {"a": [np.arange(3, dtype=np.float32), {"b": True, "c": 2, "d": 0.5, "e": "why"}], "f": np.eye(2)}
+    back = bn_cases.decode(bn_cases.encode(tree))
+    assert back["a"][1] == {"b": True, "c": 2, "d": 0.5, "e": "why"} and back["a"][0].dtype == np.float32
+    np.testing.assert_array_equal(back["f"], np.eye(2))
+    with pytest.raises(TypeError, match="only arrays, numbers"):
+        bn_cases.flatten({"a": None})
+    with pytest.raises(ValueError, match="cannot be stored"):
+        bn_cases.flatten({"0": 1.0})
+    with pytest.raises(KeyError, match="no stored cases named 'nope'"):
+        bn_cases.load("nope")
 
 
-def test_is_an_answer_that_calls_the_checks_own_reference_refused():
-    """Does check_forward refuse a forward pass that hands the work to the package's private torch graph?"""
-    with pytest.raises(AssertionError, match="course's helpers"):
-        nc.check_forward(_delegating_forward, "bn_forward", trials=1)
+@pytest.mark.parametrize("axis", [0, 1])
+def test_visible_checks_pass_correct_layers_and_name_slips_on_the_stored_cases(axis):
+    nc.check_forward(make_forward(axis), "my_forward", axis=axis)
+    nc.check_backward(lambda d, c: compact_backward(d, c, axis), "my_backward", axis=axis)
+    with pytest.raises(AssertionError, match=r"my_forward's out is off .*Likely cause: .*unbiased variance"):
+        nc.check_forward(make_forward(axis, ddof=1), "my_forward", axis=axis)
+    with pytest.raises(AssertionError, match=r"my_backward's dx is off .*forgets the path through the variance"):
+        nc.check_backward(lambda d, c: compact_backward(d, c, axis, "no_var"), "my_backward", axis=axis)
+    if axis == 0:
+        nc.check_backward_nodes(nodes_backward, "my_nodes")
+        nc.check_running_stats(running_update, "update")
+        nc.check_forward_test(lambda x, g, b, m, v, eps=1e-5: g * (x - m) / np.sqrt(v + eps) + b, "forward_test")
+        with pytest.raises(AssertionError, match="the gradient of var is off .*factor 1/2"):
+            nc.check_backward_nodes(lambda d, c: nodes_backward(d, c, "no_half"), "my_nodes")
+        with pytest.raises(AssertionError, match="running_var is off .*unbiased one"):
+            nc.check_running_stats(lambda *a: running_update(*a, slip="biased"), "update")
+        with pytest.raises(AssertionError, match="momentum left to its default"):
+            nc.check_running_stats(lambda mean, var, x, momentum=0.2: running_update(mean, var, x, momentum), "u")

@@ -42,16 +42,18 @@ def test_does_a_training_forward_update_each_models_running_statistics():
                 torch.testing.assert_close(a.running_var, b.running_var)
 
 
-@pytest.mark.parametrize("batchnorm", [False, True])
-def test_does_fit_stacked_train_each_model_as_fit_does(batchnorm):
+@pytest.mark.parametrize("batchnorm, weight_decay", [(False, 0.0), (True, 0.0), (False, 0.05), (True, 0.05)])
+def test_does_fit_stacked_train_each_model_as_fit_does(batchnorm, weight_decay):
     X, y = spheres.concentric_spheres(301, 5, seed=0)  # 301: the last batch of one is skipped with BatchNorm
     nets = _models(batchnorm)
     reference = copy.deepcopy(nets)
     stack = stacked.StackedMLP(nets)
-    losses = stacked.fit_stacked(stack, X, y, 3, 1e-2, seeds=[0, 1, 2], batch_size=50, progress=False)
+    losses = stacked.fit_stacked(stack, X, y, 3, 1e-2, seeds=[0, 1, 2], batch_size=50, progress=False,
+                                 weight_decay=weight_decay)
     assert losses.shape == (3, 3)
     for m, net in enumerate(reference):
-        want = train.fit(net, X, y, 3, lr=1e-2, batch_size=50, optimizer="adam", seed=m, progress=False)
+        want = train.fit(net, X, y, 3, lr=1e-2, batch_size=50, optimizer="adam", seed=m, progress=False,
+                         weight_decay=weight_decay)
         torch.testing.assert_close(losses[:, m].double(), torch.tensor(want, dtype=torch.float64), rtol=1e-4, atol=1e-5)
         # Biases ahead of a BatchNorm get a zero gradient up to round-off, which Adam turns into steps of size lr:
         # they drift apart, as do the running means that follow them, without changing the function in

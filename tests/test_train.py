@@ -1,5 +1,7 @@
 """Do the shared training and evaluation loops learn, and leave the model's mode as they found it?"""
 
+import copy
+
 import torch
 
 from course_oracles import train as reference
@@ -22,6 +24,18 @@ def test_fit_learns_separable_blobs_with_both_optimizers():
         losses = train.fit(model, X, y, num_epochs=15, lr=lr, batch_size=32, optimizer=optimizer, progress=False)
         assert losses[-1] < losses[0]
         assert reference.evaluate(model, X, y)[1] > 0.95
+
+
+def test_does_fit_add_weight_decay_times_each_parameter_to_its_gradient():
+    """One full-batch SGD step with weight_decay moves each parameter by -lr (its gradient + weight_decay * itself)?"""
+    X, y = _blobs(40)
+    torch.manual_seed(0)
+    model = models.mlp(2, 8, 2, 3)
+    start = copy.deepcopy(model)
+    torch.nn.functional.cross_entropy(start(X), y).backward()
+    train.fit(model, X, y, num_epochs=1, lr=0.1, batch_size=40, weight_decay=0.3, progress=False)
+    for (name, after), before in zip(model.named_parameters(), start.parameters()):
+        torch.testing.assert_close(after, before - 0.1 * (before.grad + 0.3 * before), msg=name)
 
 
 def test_evaluate_uses_eval_mode_and_restores_the_mode():

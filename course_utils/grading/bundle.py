@@ -17,7 +17,7 @@ from .course import Course
 PACKAGE = "package"  # the bundle's folder that holds the student package
 INSTALL_SCRIPT = "install.sh"
 # What the student package needs, nothing of the instructor's tooling (Dask, PostgreSQL, pytest).
-STUDENT_DEPENDENCIES = ["torch>=2.2", "torchvision>=0.17", "numpy>=1.24", "matplotlib>=3.7", "plotly>=5.18",
+STUDENT_DEPENDENCIES = ["torch>=2.4", "torchvision>=0.19", "numpy>=1.24", "matplotlib>=3.7", "plotly>=5.18",
                         "mnist1d>=0.0.2", "scikit-learn>=1.3", "tqdm>=4.66", "jupyterlab>=4", "nbgrader>=0.9"]
 # nbgrader's instructor tools, switched off in a student's JupyterLab; the Assignments tab and Validate stay.
 INSTRUCTOR_LAB_EXTENSIONS = ["@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:create-assignment",

@@ -272,4 +272,26 @@ MISTAKES = [
         "edits": {"activation_norms": [("output.flatten(1).norm(dim=1)", "output.norm(dim=0)")]},
         "loses": ["test_activation_norms"],
     },
+    {
+        "name": "error_rate_without_concentration",
+        "explanation": "Predicts 1 - 0.99 = 0.01: as if errors could not lie near other points, ignoring the "
+                       "eps-neighbourhood of the error set.",
+        "edits": {"prediction_error_rate_for_99": [
+            ("prediction_error_rate_for_99 = 1 - NormalDist().cdf(NormalDist().inv_cdf(0.99) + 0.1 * math.sqrt(30))",
+             "prediction_error_rate_for_99 = 1 - 0.99")]},
+        "loses": ["test_prediction_error_rate_for_99"],
+    },
+    {
+        "name": "error_rate_eps_unscaled",
+        "explanation": "Shifts the Gaussian quantile by eps instead of eps sqrt(d): heights are of size 1/sqrt(d).",
+        "edits": {"prediction_error_rate_for_99": [("0.1 * math.sqrt(30)", "0.1")]},
+        "loses": ["test_prediction_error_rate_for_99"],
+    },
+    {
+        "name": "error_rate_in_percent",
+        "explanation": "Gives the error rate in percent instead of as a share.",
+        "edits": {"prediction_error_rate_for_99": [("prediction_error_rate_for_99 = 1 - NormalDist()",
+                                                    "prediction_error_rate_for_99 = 100 - 100 * NormalDist()")]},
+        "loses": ["test_prediction_error_rate_for_99"],
+    },
 ]

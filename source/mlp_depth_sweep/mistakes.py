@@ -186,4 +186,18 @@ MISTAKES = [
                                              "prediction_sq_norm_increase_ratio = math.pow(prediction_lambda_32, 20)")]},
         "loses": ["test_prediction_weight_growth"],
     },
+    {
+        "name": "doubling_the_squared_norm",
+        "explanation": "counts the steps that double the squared norm |theta|^2 instead of the norm |theta|",
+        "edits": {"predict_lars_doubling": [("prediction_lars_doubling_steps = 2 * math.log(2) / math.log1p(0.03 ** 2)",
+                                             "prediction_lars_doubling_steps = math.log(2) / math.log1p(0.03 ** 2)")]},
+        "loses": ["test_prediction_lars_doubling"],
+    },
+    {
+        "name": "relative_step_along_theta",
+        "explanation": "lets each step lengthen theta by the fraction eta, as if the step pointed along theta",
+        "edits": {"predict_lars_doubling": [("prediction_lars_doubling_steps = 2 * math.log(2) / math.log1p(0.03 ** 2)",
+                                             "prediction_lars_doubling_steps = math.log(2) / math.log1p(0.03)")]},
+        "loses": ["test_prediction_lars_doubling"],
+    },
 ]

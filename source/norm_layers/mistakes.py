@@ -175,4 +175,17 @@ MISTAKES = [
                                            "prediction_equilibrium_angle = math.sqrt(2 * 0.2 * 0.01)")]},
         "loses": ["test_prediction_equilibrium_angle"],
     },
+    {
+        "name": "group_norm_views_a_non_contiguous_input",
+        "explanation": "splits X into groups with .view, which refuses a non-contiguous X that nn.GroupNorm accepts",
+        "edits": {"group_norm": [("groups = X.reshape(N, num_groups, -1)", "groups = X.view(N, num_groups, -1)")]},
+        "loses": ["test_group_norm_random"],
+    },
+    {
+        "name": "normalized_bound_with_unbiased_variance",
+        "explanation": "bounds the normalized value with the unbiased variance, (B - 1) / sqrt(B), not sqrt(B - 1)",
+        "edits": {"predict_largest_normalized": [("prediction_largest_normalized = math.sqrt(7)",
+                                                  "prediction_largest_normalized = 7 / math.sqrt(8)")]},
+        "loses": ["test_prediction_largest_normalized"],
+    },
 ]
