@@ -86,3 +86,34 @@ def test_the_folders_of_killed_grading_processes_are_removed_by_the_next_one():
         assert not gone.exists() and mine.exists()
     finally:
         shutil.rmtree(gone, ignore_errors=True), shutil.rmtree(mine, ignore_errors=True)
+
+
+QUIET_CLOSE = textwrap.dedent("""
+    import asyncio, logging
+    from course_utils.grading.pool import GradingPool
+
+    async def cancelled_as_the_loop_stops():
+        try:
+            await asyncio.sleep(3600)
+        finally:  # as a BatchedSend that finds its comm closed while the loop cancels it
+            logging.getLogger("distributed.batched").info("Batched Comm Closed: late")
+
+    for _ in range(2):
+        with GradingPool(1, isolated=False) as pool:
+            pool.client.loop.add_callback(cancelled_as_the_loop_stops)
+            assert pool.client.run(len, "four") == {w: 4 for w in pool.client.scheduler_info()["workers"]}
+    print("closed")
+""")
+
+
+def test_a_pool_closes_quietly_when_its_loop_logs_while_stopping():
+    """distributed logs INFO records (a "Batched Comm Closed" traceback) from the tasks its event loop cancels as
+    it stops, after LocalCluster's own `silence_logs` has ended: the pool keeps them off stderr until the loop is
+    gone, and afterwards distributed's handlers are as they were."""
+    run = subprocess.run([sys.executable, "-c", QUIET_CLOSE + textwrap.dedent("""
+        handlers = [h for h in logging.getLogger("distributed").handlers if isinstance(h, logging.StreamHandler)]
+        assert handlers and all(h.level == logging.NOTSET for h in handlers), [h.level for h in handlers]
+    """)], capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[1])
+    assert run.returncode == 0 and run.stdout.strip() == "closed", run.stderr
+    assert run.stderr == ""
+    assert grading_processes() == []

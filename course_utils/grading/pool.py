@@ -8,13 +8,33 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Callable
+from contextlib import ExitStack, contextmanager
+from typing import Callable, Iterator
 
 from .course import CourseError
 from .jobs import GradeJob, JobOutput, run_job, worker_lost
 from .resources import close_local_resources, stop_running, worker_check
 
 PLUGIN = "course-grading"
+
+
+@contextmanager
+def quiet_distributed(level: int = logging.ERROR) -> Iterator[None]:
+    """Hold the stream handlers of distributed's logging at `level` while the block runs.
+
+    LocalCluster's own `silence_logs` ends when the cluster has closed, before its event loop stops; the tasks the
+    loop cancels as it stops can still log (an INFO "Batched Comm Closed" with a CommClosedError traceback), so a
+    pool stays quiet until its loop has stopped.
+    """
+    handlers = [h for h in logging.getLogger("distributed").handlers if isinstance(h, logging.StreamHandler)]
+    before = [h.level for h in handlers]
+    for handler in handlers:
+        handler.setLevel(max(level, handler.level))
+    try:
+        yield
+    finally:
+        for handler, old in zip(handlers, before):
+            handler.setLevel(old)
 
 
 def _plugin_class() -> type:
@@ -39,16 +59,22 @@ class GradingPool:
 
         self.scheduler, self.isolated = scheduler, isolated
         self.workers = max(1, workers or os.cpu_count() or 1)
-        if scheduler:
-            try:
-                self.client = Client(scheduler, timeout="20s")
-            except OSError as err:
-                raise CourseError(f"Cannot reach the Dask scheduler at {scheduler}: {err}") from None
-            self.cluster = None
-        else:
-            self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=False,
-                                        dashboard_address=":0", silence_logs=logging.ERROR)
-            self.client = Client(self.cluster)
+        self._quiet = ExitStack()
+        self._quiet.enter_context(quiet_distributed())
+        try:
+            if scheduler:
+                try:
+                    self.client = Client(scheduler, timeout="20s")
+                except OSError as err:
+                    raise CourseError(f"Cannot reach the Dask scheduler at {scheduler}: {err}") from None
+                self.cluster = None
+            else:
+                self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=False,
+                                            dashboard_address=":0", silence_logs=False)
+                self.client = Client(self.cluster)
+        except BaseException:
+            self._quiet.close()
+            raise
         try:
             problems = {w: p for w, p in self.client.run(worker_check, isolated).items() if p}
             if problems:
@@ -103,13 +129,17 @@ class GradingPool:
             stop_running()
 
     def close(self) -> None:
-        """Stop the workers; on this machine, end the zygote and the cgroups too."""
+        """Stop the workers; on this machine, end the zygote and the cgroups too. Quiet until the loop has stopped
+        (`cluster.close()` returns after it)."""
         try:
             self.client.close()
         finally:
-            if self.cluster is not None:
-                self.cluster.close()
-                close_local_resources()
+            try:
+                if self.cluster is not None:
+                    self.cluster.close()
+                    close_local_resources()
+            finally:
+                self._quiet.close()
 
     def __enter__(self) -> "GradingPool":
         return self

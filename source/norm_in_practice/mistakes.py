@@ -109,4 +109,90 @@ MISTAKES = [
                                    "out = x.div_(torch.sqrt(x.pow(2).mean(dim=-1, keepdim=True) + eps))")]},
         "loses": ["test_rms_norm_random"],
     },
+    # section 3b: Adam with L2 against AdamW
+    {
+        "name": "adamw_as_l2",
+        "explanation": "adds the weight decay to the gradient for both rules, so AdamW takes Adam-with-L2 steps",
+        "edits": {"adam_step": [("    if decoupled:\n        w = w * (1 - lr * weight_decay)\n    else:\n        grad = grad + weight_decay * w",
+                                 "    grad = grad + weight_decay * w")]},
+        "loses": ["test_adam_step_example", "test_adam_step_random"],
+    },
+    {
+        "name": "l2_decoupled",
+        "explanation": "shrinks the weight for both rules, so Adam with L2 takes AdamW steps",
+        "edits": {"adam_step": [("    else:\n        grad = grad + weight_decay * w", "    else:\n        w = w * (1 - lr * weight_decay)")]},
+        "loses": ["test_adam_step_example", "test_adam_step_random"],
+    },
+    {
+        "name": "decay_without_lr",
+        "explanation": "shrinks the weight by (1 - weight_decay), forgetting that AdamW multiplies the decay by the learning rate",
+        "edits": {"adam_step": [("w = w * (1 - lr * weight_decay)", "w = w * (1 - weight_decay)")]},
+        "loses": ["test_adam_step_example", "test_adam_step_random"],
+    },
+    {
+        "name": "decay_after_step",
+        "explanation": "shrinks the weight after Adam's step instead of before it",
+        "edits": {"adam_step": [("    if decoupled:\n        w = w * (1 - lr * weight_decay)\n    else:\n        grad = grad + weight_decay * w",
+                                 "    if not decoupled:\n        grad = grad + weight_decay * w"),
+                                ("    return w - lr * m_hat / (v_hat.sqrt() + eps), m, v",
+                                 "    shrink = 1 - lr * weight_decay if decoupled else 1.0\n"
+                                 "    return (w - lr * m_hat / (v_hat.sqrt() + eps)) * shrink, m, v")]},
+        "loses": ["test_adam_step_example", "test_adam_step_random"],
+    },
+    {
+        "name": "no_bias_correction",
+        "explanation": "divides m by sqrt(v) without the bias corrections",
+        "edits": {"adam_step": [("m_hat = m / (1 - beta1 ** step)", "m_hat = m"), ("v_hat = v / (1 - beta2 ** step)", "v_hat = v")]},
+        "loses": ["test_adam_step_example", "test_adam_step_random"],
+    },
+    {
+        "name": "bias_correction_one_ahead",
+        "explanation": "counts the step from 0 in the bias corrections' powers",
+        "edits": {"adam_step": [("beta1 ** step)", "beta1 ** (step + 1))"), ("beta2 ** step)", "beta2 ** (step + 1))")]},
+        "loses": ["test_adam_step_example", "test_adam_step_random"],
+    },
+    {
+        "name": "eps_inside_root",
+        "explanation": "adds eps under the square root",
+        "edits": {"adam_step": [("(v_hat.sqrt() + eps)", "(v_hat + eps).sqrt()")]},
+        "loses": ["test_adam_step_random"],
+    },
+    {
+        "name": "moments_in_place",
+        "explanation": "updates the moment estimates in place, changing the m and v it was given",
+        "edits": {"adam_step": [("    m = beta1 * m + (1 - beta1) * grad\n    v = beta2 * v + (1 - beta2) * grad * grad",
+                                 "    m = m.mul_(beta1).add_(grad, alpha=1 - beta1)\n    v = v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)")]},
+        "loses": ["test_adam_step_inputs_unchanged"],
+    },
+    {
+        "name": "decay_in_place",
+        "explanation": "shrinks the weight in place, changing the w it was given",
+        "edits": {"adam_step": [("w = w * (1 - lr * weight_decay)", "w = w.mul_(1 - lr * weight_decay)")]},
+        "loses": ["test_adam_step_inputs_unchanged"],
+    },
+    # section 4: fine-tuning with small batches
+    {
+        "name": "batch2_unbiased_variance",
+        "explanation": "normalizes the pair with the unbiased variance (dividing by B - 1), as the running estimate keeps it",
+        "edits": {"predict_small_batch_statistics": [("prediction_batch2_output = -0.7071", "prediction_batch2_output = -0.5774")]},
+        "loses": ["test_prediction_batch2_output"],
+    },
+    {
+        "name": "batch2_eps_ignored",
+        "explanation": "takes a batch of two to give exactly -1 and +1, forgetting eps against a small variance",
+        "edits": {"predict_small_batch_statistics": [("prediction_batch2_output = -0.7071", "prediction_batch2_output = -1.0")]},
+        "loses": ["test_prediction_batch2_output"],
+    },
+    {
+        "name": "running_mean_batch_ignored",
+        "explanation": "uses the samples' standard deviation instead of the batch mean's (forgets the division by sqrt(B))",
+        "edits": {"predict_small_batch_statistics": [("prediction_running_mean_std = 0.2294", "prediction_running_mean_std = 0.4588")]},
+        "loses": ["test_prediction_running_mean_std"],
+    },
+    {
+        "name": "running_mean_weights_not_squared",
+        "explanation": "scales the batch mean's standard deviation by sqrt(m) instead of sqrt(m / (2 - m))",
+        "edits": {"predict_small_batch_statistics": [("prediction_running_mean_std = 0.2294", "prediction_running_mean_std = 0.3162")]},
+        "loses": ["test_prediction_running_mean_std"],
+    },
 ]

@@ -2,6 +2,8 @@
 
 _MEAN = "mean = h.mean(dim=-2, keepdim=True)"
 _SCALE = "scale = torch.sqrt(h.var(dim=-2, unbiased=False, keepdim=True) + eps)"
+_GROUP_SD = "prediction_group_mean_sd = 1 / math.sqrt(12)"
+_GROUP_MSD = "prediction_group_var_msd = (2 * 12 - 1) / 12**2"
 
 MISTAKES = [
     # normalize: the values
@@ -76,5 +78,43 @@ MISTAKES = [
                        "torch's own functions accept.",
         "edits": {"normalize": [(_MEAN, "mean = h.view(-1, *h.shape[-2:]).mean(dim=1, keepdim=True).view(*h.shape[:-2], 1, h.shape[-1])")]},
         "loses": ["test_normalize_contract"],
+    },
+    # the noise of a ghost group's statistics (section 4)
+    {
+        "name": "group_mean_variance_for_sd",
+        "explanation": "Gives the variance of the group mean, 1 / n, for its standard deviation.",
+        "edits": {"predict_group_noise": [(_GROUP_SD, "prediction_group_mean_sd = 1 / 12")]},
+        "loses": ["test_prediction_group_mean_sd"],
+    },
+    {
+        "name": "group_mean_with_n_minus_one",
+        "explanation": "Borrows the unbiased variance's n - 1 for the mean: 1 / sqrt(n - 1).",
+        "edits": {"predict_group_noise": [(_GROUP_SD, "prediction_group_mean_sd = 1 / math.sqrt(11)")]},
+        "loses": ["test_prediction_group_mean_sd"],
+    },
+    {
+        "name": "group_variance_without_bias",
+        "explanation": "Gives the variance of the biased group variance about its own mean, forgetting that its mean "
+                       "(n - 1) / n is not the true variance 1.",
+        "edits": {"predict_group_noise": [(_GROUP_MSD, "prediction_group_var_msd = 2 * 11 / 12**2")]},
+        "loses": ["test_prediction_group_var_msd"],
+    },
+    {
+        "name": "group_variance_unbiased",
+        "explanation": "Uses the unbiased variance's 2 / (n - 1), though BatchNorm divides by n.",
+        "edits": {"predict_group_noise": [(_GROUP_MSD, "prediction_group_var_msd = 2 / 11")]},
+        "loses": ["test_prediction_group_var_msd"],
+    },
+    {
+        "name": "group_variance_large_n",
+        "explanation": "Uses the large-group limit 2 / n.",
+        "edits": {"predict_group_noise": [(_GROUP_MSD, "prediction_group_var_msd = 2 / 12")]},
+        "loses": ["test_prediction_group_var_msd"],
+    },
+    {
+        "name": "group_variance_root",
+        "explanation": "Gives the root of the mean squared deviation instead of the mean squared deviation.",
+        "edits": {"predict_group_noise": [(_GROUP_MSD, "prediction_group_var_msd = math.sqrt(23 / 144)")]},
+        "loses": ["test_prediction_group_var_msd"],
     },
 ]
